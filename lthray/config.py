@@ -1,0 +1,228 @@
+"""Hyperparameters as small frozen dataclasses (open_lth style), validated on construction.
+
+`run_id(cfg)` hashes the fields that differ from their defaults, so adding a field with a default
+later keeps every old id (and so every finished run) valid. `to_flat`/`from_flat` map a config 1:1
+to the flat `{"train.epochs": 4, ...}` dicts that Ray Tune and Optuna sample.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config value is out of its allowed range; the message names the value and what is allowed."""
+
+
+def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name}={value!r} is not allowed; expected {allowed}")
+
+
+_STEPS = re.compile(r"^\s*(\d+)\s*(it|ep)\s*$")
+
+
+def parse_steps(spec: str | int, steps_per_epoch: int) -> int:
+    """'500it' -> 500 iterations, '2ep' -> 2 epochs of iterations, a bare int -> iterations."""
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        if spec < 0:
+            raise ConfigError(f"step count {spec!r} is negative; expected an integer >= 0 or 'Nit'/'Nep'")
+        return spec
+    m = _STEPS.match(str(spec))
+    if not m:
+        raise ConfigError(f"step count {spec!r} is not understood; expected e.g. '0it', '500it' or '2ep' (>= 0)")
+    n, unit = int(m.group(1)), m.group(2)
+    return n * steps_per_epoch if unit == "ep" else n
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "digits"
+    probe_size: int = 64  # test images every explanation is computed on (same images for every trial)
+
+    def __post_init__(self) -> None:
+        from lthray.data import DATASETS
+
+        _check(self.dataset in DATASETS, "data.dataset", self.dataset, f"one of {DATASETS.names()}")
+        _check(isinstance(self.probe_size, int) and 2 <= self.probe_size <= 1024, "data.probe_size",
+               self.probe_size, "an integer in [2, 1024]")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "convnet"
+
+    def __post_init__(self) -> None:
+        from lthray.models import MODELS
+
+        _check(self.name in MODELS, "model.name", self.name, f"one of {MODELS.names()}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 4  # per level (each level retrains this long, minus the rewind point)
+    batch_size: int = 128
+    lr: float = 0.05  # peak learning rate (SGD, Nesterov momentum)
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup: float = 0.1  # fraction of steps with linear warmup, then cosine decay to lr * final_lr
+    final_lr: float = 0.01  # also the constant rate of fine-tuning (Renda et al.'s baseline)
+    label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.epochs, int) and self.epochs >= 1, "train.epochs", self.epochs, "an integer >= 1")
+        _check(isinstance(self.batch_size, int) and self.batch_size >= 1, "train.batch_size", self.batch_size,
+               "an integer >= 1")
+        _check(0 < self.lr <= 10 and math.isfinite(self.lr), "train.lr", self.lr, "a number in (0, 10]")
+        _check(0 <= self.momentum < 1, "train.momentum", self.momentum, "a number in [0, 1)")
+        _check(0 <= self.weight_decay < 1, "train.weight_decay", self.weight_decay, "a number in [0, 1)")
+        _check(0 <= self.warmup < 1, "train.warmup", self.warmup, "a fraction in [0, 1)")
+        _check(0 <= self.final_lr <= 1, "train.final_lr", self.final_lr, "a fraction of lr in [0, 1]")
+        _check(0 <= self.label_smoothing < 1, "train.label_smoothing", self.label_smoothing, "a number in [0, 1)")
+
+
+REWIND_MODES = ("weight", "lr", "finetune")
+SCOPES = ("global", "layer")
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    method: str = "imp"
+    scope: str = "global"  # rank all layers together, or prune every layer by the same fraction
+    rate: float = 0.2  # fraction of the *remaining* weights removed per level
+    levels: int = 5  # pruning levels after the dense level 0
+    target_density: float | None = None  # if set, overrides `rate` so that `levels` levels reach it
+    rewind: str = "weight"  # weight: rewind weights to step k | lr: keep weights, replay LR from k | finetune
+    rewind_step: str = "0it"  # k, as 'Nit' or 'Nep'; 0 is the original lottery ticket (rewind to init)
+    guidance_weight: float = 0.0  # g in (1 - g) * magnitude + g * explanation score (guided methods)
+
+    def __post_init__(self) -> None:
+        from lthray.criteria import METHODS
+
+        _check(self.method in METHODS, "prune.method", self.method, f"one of {METHODS.names()}")
+        _check(self.scope in SCOPES, "prune.scope", self.scope, f"one of {list(SCOPES)}")
+        _check(0 < self.rate < 1, "prune.rate", self.rate, "a fraction in (0, 1)")
+        _check(isinstance(self.levels, int) and 1 <= self.levels <= 100, "prune.levels", self.levels,
+               "an integer in [1, 100]")
+        if self.target_density is not None:
+            _check(0 < self.target_density <= 1, "prune.target_density", self.target_density,
+                   "a density (fraction of weights remaining) in (0, 1]")
+        _check(self.rewind in REWIND_MODES, "prune.rewind", self.rewind, f"one of {list(REWIND_MODES)}")
+        parse_steps(self.rewind_step, 1)  # syntax and sign; the upper bound needs the data (TrialConfig)
+        _check(0 <= self.guidance_weight <= 1, "prune.guidance_weight", self.guidance_weight, "a number in [0, 1]")
+
+    @property
+    def rate_per_level(self) -> float:
+        """Fraction of remaining weights pruned at each level."""
+        if self.target_density is None:
+            return self.rate
+        return 1.0 - self.target_density ** (1.0 / self.levels)
+
+    def density_at(self, level: int) -> float:
+        """Nominal density after `level` levels (the mask's real density is exact to one weight)."""
+        return (1.0 - self.rate_per_level) ** level
+
+
+FAITHFULNESS = ("road", "confidence_drop")
+
+
+@dataclass(frozen=True)
+class ExplainConfig:
+    topk: float = 0.2  # top-k% of pixels compared by IoU
+    faithfulness: str = "road"  # ROAD combined (Rong et al. 2022) or CAM-multiplied confidence drop
+    road_percentiles: tuple[int, ...] = (20, 40, 60, 80)
+
+    def __post_init__(self) -> None:
+        _check(0 < self.topk < 1, "explain.topk", self.topk, "a fraction in (0, 1)")
+        _check(self.faithfulness in FAITHFULNESS, "explain.faithfulness", self.faithfulness,
+               f"one of {list(FAITHFULNESS)}")
+        _check(len(self.road_percentiles) > 0 and all(0 < int(p) < 100 for p in self.road_percentiles),
+               "explain.road_percentiles", self.road_percentiles, "a non-empty list of integers in (0, 100)")
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
+    seed: int = 0  # initial weights, data order, augmentation, random pruning
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.seed, int) and self.seed >= 0, "seed", self.seed, "an integer >= 0")
+        total, k = self.total_steps, self.rewind_steps
+        _check(k < total, "prune.rewind_step", self.prune.rewind_step,
+               f"a step before the end of training ({total} iterations = {self.train.epochs} epochs)")
+
+    @property
+    def steps_per_epoch(self) -> int:
+        from lthray.data import DATASETS, steps_per_epoch
+
+        spec = DATASETS.get(self.data.dataset)
+        n = steps_per_epoch(spec.num_train, self.train.batch_size)
+        _check(n >= 1, "train.batch_size", self.train.batch_size,
+               f"at most the {spec.num_train} training images of {spec.name}")
+        return n
+
+    @property
+    def total_steps(self) -> int:
+        return self.train.epochs * self.steps_per_epoch
+
+    @property
+    def rewind_steps(self) -> int:
+        return parse_steps(self.prune.rewind_step, self.steps_per_epoch)
+
+
+_SECTIONS = {f.name: f.type for f in fields(TrialConfig) if f.name != "seed"}
+
+
+def to_flat(cfg: TrialConfig) -> dict[str, Any]:
+    """{'train.epochs': 4, ..., 'seed': 0}: the flat form Ray Tune and Optuna sample."""
+    out: dict[str, Any] = {}
+    for name in _SECTIONS:
+        for k, v in dataclasses.asdict(getattr(cfg, name)).items():
+            out[f"{name}.{k}"] = list(v) if isinstance(v, tuple) else v
+    out["seed"] = cfg.seed
+    return out
+
+
+def from_flat(flat: dict[str, Any]) -> TrialConfig:
+    """Inverse of `to_flat`; missing keys take defaults, unknown keys are an error."""
+    parts: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+    seed = flat.get("seed", 0)
+    defaults = TrialConfig()
+    for key, v in flat.items():
+        if key == "seed":
+            continue
+        sec, _, name = key.partition(".")
+        known = {f.name for f in fields(getattr(defaults, sec))} if sec in parts else set()
+        if name not in known:
+            allowed = sorted(to_flat(defaults))
+            raise ConfigError(f"unknown config key {key!r}; allowed: {', '.join(allowed)}")
+        parts[sec][name] = tuple(v) if isinstance(v, list) else v
+    sections = {sec: type(getattr(defaults, sec))(**kw) for sec, kw in parts.items()}
+    return TrialConfig(**sections, seed=seed)
+
+
+def replace(cfg: TrialConfig, **flat: Any) -> TrialConfig:
+    """A copy of `cfg` with flat keys changed: replace(cfg, **{'prune.rate': 0.5})."""
+    return from_flat({**to_flat(cfg), **flat})
+
+
+def run_id(cfg: TrialConfig) -> str:
+    """Stable id of a config: a hash of its non-default fields (so new defaulted fields keep old ids)."""
+    default = to_flat(TrialConfig())
+    diff = {k: v for k, v in to_flat(cfg).items() if default.get(k) != v}
+    blob = json.dumps(diff, sort_keys=True, separators=(",", ":"))
+    return "run_" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def to_json(cfg: TrialConfig) -> str:
+    return json.dumps(to_flat(cfg), sort_keys=True)

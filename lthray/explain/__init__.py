@@ -1,0 +1,1 @@
+"""Explanations of a (pruned) model: Grad-CAM maps and their fidelity to the dense model's."""

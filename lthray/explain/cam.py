@@ -1,0 +1,104 @@
+"""Grad-CAM through pytorch-grad-cam, and how far a pruned model's maps drift from the dense model's.
+
+Maps are always taken for the *true* class of each probe image, so the dense and the pruned model
+answer the same question even where the pruned model mispredicts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.metrics.cam_mult_image import CamMultImageConfidenceChange
+from pytorch_grad_cam.metrics.road import ROADCombined
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
+from scipy.stats import rankdata
+from torch import nn
+
+from lthray.config import ExplainConfig
+
+
+class _ModeKept:
+    """pytorch-grad-cam puts the model in eval mode and leaves .grad behind: undo both on exit."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model, self.training = model, model.training
+
+    def __enter__(self) -> nn.Module:
+        return self.model
+
+    def __exit__(self, *exc: object) -> None:
+        self.model.zero_grad(set_to_none=True)
+        self.model.train(self.training)
+
+
+def gradcam(model: nn.Module, layer: nn.Module, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    """Grad-CAM maps (N, H, W) in [0, 1] at input resolution, for class y[i] of image x[i]."""
+    targets = [ClassifierOutputTarget(int(c)) for c in y.tolist()]
+    with _ModeKept(model), GradCAM(model=model, target_layers=[layer]) as cam:
+        return cam(input_tensor=x, targets=targets).astype(np.float32)
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-image Spearman rank correlation of two map stacks (N, H, W); NaN where a map is constant."""
+    ra = rankdata(a.reshape(len(a), -1), axis=1)
+    rb = rankdata(b.reshape(len(b), -1), axis=1)
+    ra -= ra.mean(1, keepdims=True)
+    rb -= rb.mean(1, keepdims=True)
+    den = np.sqrt((ra**2).sum(1) * (rb**2).sum(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (ra * rb).sum(1) / den, np.nan)
+
+
+def topk_iou(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
+    """Per-image IoU of the top-k fraction of pixels of two map stacks (exact counts, stable ties)."""
+    n, hw = len(a), a[0].size
+    kk = max(1, int(round(k * hw)))
+
+    def top(m: np.ndarray) -> np.ndarray:
+        idx = np.argsort(-m.reshape(n, -1), axis=1, kind="stable")[:, :kk]
+        sel = np.zeros((n, hw), dtype=bool)
+        np.put_along_axis(sel, idx, True, axis=1)
+        return sel
+
+    ta, tb = top(a), top(b)
+    return (ta & tb).sum(1) / (ta | tb).sum(1)
+
+
+def faithfulness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, maps: np.ndarray, cfg: ExplainConfig) -> np.ndarray:
+    """Per-image faithfulness of `model`'s own maps (higher = the map points at what the model uses).
+
+    road: ROAD combined (Rong et al. 2022): (LeRF - MoRF) confidence change, averaged over percentiles.
+    confidence_drop: change in confidence when the image is multiplied by its map.
+    """
+    targets = [ClassifierOutputSoftmaxTarget(int(c)) for c in y.tolist()]
+    metric = ROADCombined(percentiles=list(cfg.road_percentiles)) if cfg.faithfulness == "road" \
+        else CamMultImageConfidenceChange()
+    with _ModeKept(model), torch.random.fork_rng(devices=[]):
+        model.eval()
+        torch.manual_seed(0)  # ROAD's imputation adds noise: same noise for every model compared
+        return np.asarray(metric(x, maps, targets, model), dtype=np.float64).reshape(-1)
+
+
+@dataclass
+class CamReport:
+    maps: np.ndarray
+    spearman: float
+    iou: float
+    faithfulness: float
+
+
+def explain(model: nn.Module, layer: nn.Module, x: torch.Tensor, y: torch.Tensor, reference: np.ndarray | None,
+            cfg: ExplainConfig) -> CamReport:
+    """Maps of `model` on the probe set, compared with `reference` (the dense model's maps)."""
+    maps = gradcam(model, layer, x, y)
+    ref = maps if reference is None else reference
+    rho = spearman(maps, ref)
+    return CamReport(
+        maps=maps,
+        spearman=float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan"),
+        iou=float(np.mean(topk_iou(maps, ref, cfg.topk))),
+        faithfulness=float(np.nanmean(faithfulness(model, x, y, maps, cfg))),
+    )

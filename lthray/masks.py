@@ -1,0 +1,90 @@
+"""Pruning masks as pure tensor math.
+
+A Mask is `dict[param_name, bool tensor]` over the prunable weights: conv and linear weights only,
+never BatchNorm parameters or biases (pruning those is not what the lottery-ticket literature does).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+Mask = dict[str, torch.Tensor]
+Scores = dict[str, torch.Tensor]
+
+
+def prunable(model: nn.Module) -> dict[str, nn.Parameter]:
+    """Name -> weight of every Conv/Linear layer, in model order."""
+    out = {}
+    for mname, mod in model.named_modules():
+        if isinstance(mod, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
+            out[f"{mname}.weight" if mname else "weight"] = mod.weight
+    return out
+
+
+def ones(model: nn.Module) -> Mask:
+    """The dense mask."""
+    return {k: torch.ones_like(w, dtype=torch.bool) for k, w in prunable(model).items()}
+
+
+def count(mask: Mask) -> tuple[int, int]:
+    """(weights kept, weights total)."""
+    kept = sum(int(m.sum()) for m in mask.values())
+    return kept, sum(m.numel() for m in mask.values())
+
+
+def density(mask: Mask) -> float:
+    """Fraction of prunable weights remaining."""
+    kept, total = count(mask)
+    return kept / total
+
+
+def _keep_top(scores: torch.Tensor, alive: torch.Tensor, n_keep: int) -> torch.Tensor:
+    """Bool mask keeping exactly the `n_keep` highest-scoring alive entries (ties -> lower index wins)."""
+    flat = torch.where(alive.flatten(), scores.flatten().double(), torch.tensor(float("-inf"), dtype=torch.float64,
+                                                                                  device=scores.device))
+    keep = torch.zeros_like(flat, dtype=torch.bool)
+    if n_keep > 0:
+        # stable sort on descending score: deterministic tie-breaking, exact count
+        order = torch.sort(flat, descending=True, stable=True).indices
+        keep[order[:n_keep]] = True
+    return keep.view_as(alive)
+
+
+def prune(scores: Scores, mask: Mask, fraction: float, scope: str = "global") -> Mask:
+    """Remove `fraction` of the weights `mask` keeps, lowest score first; returns a new, nested mask.
+
+    global: one ranking across all layers (scores must be comparable across layers);
+    layer:  every layer loses the same fraction of its own remaining weights.
+    Only weights alive in `mask` can be kept, so masks only ever shrink.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"fraction={fraction!r} must be in [0, 1)")
+    if set(scores) != set(mask):
+        raise ValueError(f"scores and mask name different weights: {sorted(set(scores) ^ set(mask))}")
+    if scope == "layer":
+        return {k: _keep_top(scores[k], m, round(int(m.sum()) * (1.0 - fraction))) for k, m in mask.items()}
+    if scope != "global":
+        raise ValueError(f"scope={scope!r}; expected 'global' or 'layer'")
+    names = list(mask)
+    flat_s = torch.cat([scores[k].flatten().to(torch.float64) for k in names])
+    flat_m = torch.cat([mask[k].flatten() for k in names])
+    keep = _keep_top(flat_s, flat_m, round(int(flat_m.sum()) * (1.0 - fraction)))
+    out, i = {}, 0
+    for k in names:
+        n = mask[k].numel()
+        out[k] = keep[i : i + n].view_as(mask[k])
+        i += n
+    return out
+
+
+@torch.no_grad()
+def apply(model: nn.Module, mask: Mask) -> None:
+    """Zero the pruned weights in place (call after every optimizer step)."""
+    params = prunable(model)
+    ws = [params[k] for k in mask]
+    torch._foreach_mul_(ws, [m.to(w.dtype) for m, w in zip(mask.values(), ws, strict=True)])
+
+
+def to_device(mask: Mask, device: torch.device | str) -> Mask:
+    return {k: v.to(device) for k, v in mask.items()}

@@ -1,0 +1,27 @@
+"""A small 4-conv network: fast enough for tests and the embedded digits data."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lthray.models.common import MODELS, CamModel, conv_bn
+
+
+class ConvNet(CamModel):
+    def __init__(self, num_classes: int = 10, width: int = 16) -> None:
+        super().__init__()
+        c = width
+        self.body = nn.Sequential(
+            conv_bn(3, c), conv_bn(c, 2 * c), nn.MaxPool2d(2),  # 16x16
+            conv_bn(2 * c, 4 * c), nn.MaxPool2d(2),  # 8x8
+            conv_bn(4 * c, 4 * c),
+        )
+        self.cam_layer = self.body[-1]  # 8x8 map
+        self.fc = nn.Linear(4 * c, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x).mean(dim=(2, 3))
+
+
+MODELS.register("convnet")(ConvNet)

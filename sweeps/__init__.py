@@ -1,0 +1,1 @@
+"""Ray Tune sweeps over lthray trials (the only place Ray is imported)."""

@@ -1,0 +1,59 @@
+"""The Ray Tune function trainable: one lthray trial, reporting (and checkpointing) once per level."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from ray import tune
+
+from lthray.config import from_flat
+from lthray.lottery import STATE, run_trial
+
+OBJECTIVES = {"test_acc": "max", "cam_spearman": "max"}  # final accuracy and final CAM fidelity
+
+
+def metrics_of(row: dict[str, Any]) -> dict[str, Any]:
+    """What a trial reports to Tune. A diverged level scores 0 on both objectives (worst possible)."""
+    ok = row["status"] == "ok"
+    return {
+        "level": row["level"], "density": row["density"], "status": row["status"], "run_id": row["run_id"],
+        "method": row["method"], "cam_iou": row.get("cam_iou"), "cam_faithfulness": row.get("cam_faithfulness"),
+        **{k: (row[k] if ok and row[k] is not None else 0.0) for k in OBJECTIVES},
+    }
+
+
+def trainable(params: dict[str, Any], *, base: dict[str, Any], results_dir: str, sweep: str) -> None:
+    """Run the trial for base+params; resumes from Tune's checkpoint (the last finished level)."""
+    # Ray sets OMP_NUM_THREADS to the trial's CPUs; torch must use that many, not every core.
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+    logging.getLogger("ray.train").setLevel(logging.WARNING)  # no "Checkpoint created" line per level
+    cfg = from_flat({**base, **params})
+    workdir = Path(tempfile.mkdtemp(prefix="lthray-trial-"))
+    try:
+        ckpt = tune.get_checkpoint()
+        if ckpt is not None:
+            ckpt.to_directory(str(workdir))
+        reported = []
+
+        def on_level(row: dict[str, Any]) -> None:
+            # Report a copy: Tune persists the checkpoint folder and the next level overwrites state.pt.
+            snap = Path(tempfile.mkdtemp(prefix="lthray-ckpt-"))
+            try:
+                shutil.copy2(workdir / STATE, snap / STATE)
+                tune.report(metrics_of(row), checkpoint=tune.Checkpoint.from_directory(str(snap)))
+            finally:  # report() has copied it into the trial's storage by now
+                shutil.rmtree(snap, ignore_errors=True)
+            reported.append(row)
+
+        rows = run_trial(cfg, workdir, results_dir, sweep=sweep, trial_id=tune.get_context().get_trial_id(),
+                         on_level=on_level)
+        if not reported and rows:  # restored after its last level: report the final result once more
+            tune.report(metrics_of(rows[-1]))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
