@@ -61,8 +61,8 @@ def train(
 ) -> TrainResult:
     """Train optimizer steps [start, end) of the schedule, masked weights held at exactly zero.
 
-    `constant_lr` replaces the schedule (fine-tuning). `on_step(s)` runs before step s (s = k saves the
-    rewind point: the weights after k steps). A fresh optimizer is made: momentum is not rewound.
+    `constant_lr` replaces the schedule (fine-tuning). `on_step(s)` runs before step s, so at s = k it
+    sees the weights after k steps: the rewind point. A fresh optimizer is made: momentum is not rewound.
     Raises Diverged if the loss stops being finite.
     """
     device = data.train_x.device
@@ -79,7 +79,7 @@ def train(
                           weight_decay=cfg.weight_decay)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else _null()
     model.train()
-    t0, loss_val, perm, perm_epoch = time.perf_counter(), float("nan"), None, -1
+    t0, perm, perm_epoch = time.perf_counter(), None, -1
     last_loss = torch.zeros((), device=device)
     for step in range(start, end):
         if on_step is not None:
@@ -111,8 +111,6 @@ def train(
     loss_val = float(last_loss) if end > start else float("nan")
     if end > start and not math.isfinite(loss_val):
         raise Diverged(f"loss became {loss_val} at step {end - 1}")
-    if on_step is not None:
-        on_step(end)
     return TrainResult(steps=end - start, seconds=time.perf_counter() - t0, last_loss=loss_val)
 
 

@@ -15,11 +15,11 @@ import json
 import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from lthray.config import ConfigError, from_flat
-
+from lthray.config import ConfigError
 from sweeps.presets import PRESETS, Preset, sample
 
 EXIT_USAGE = 2
@@ -93,8 +93,13 @@ def _check_storage(storage: Path) -> None:
     probe = storage
     while not probe.exists():
         probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise UsageError(f"--storage={storage} is not writable ({probe} is read-only); expected a writable folder")
+    if not probe.is_dir():
+        raise UsageError(f"--storage={storage} is under {probe}, which is a file; expected a folder")
+    try:  # really try: permission bits lie for root and on read-only mounts
+        tempfile.TemporaryFile(dir=probe).close()
+    except OSError as e:
+        raise UsageError(f"--storage={storage} is not writable ({probe}: {e.strerror}); "
+                         "expected a writable folder") from None
 
 
 def validate(args: argparse.Namespace) -> tuple[Preset, Path, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -24,7 +25,7 @@ def metrics_of(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "level": row["level"], "density": row["density"], "status": row["status"], "run_id": row["run_id"],
         "method": row["method"], "cam_iou": row.get("cam_iou"), "cam_faithfulness": row.get("cam_faithfulness"),
-        **{k: (row[k] if ok and row[k] is not None else 0.0) for k in OBJECTIVES},
+        **{k: (row[k] if ok and row[k] is not None and math.isfinite(row[k]) else 0.0) for k in OBJECTIVES},
     }
 
 

@@ -42,14 +42,20 @@ def gradcam(model: nn.Module, layer: nn.Module, x: torch.Tensor, y: torch.Tensor
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-image Spearman rank correlation of two map stacks (N, H, W); NaN where a map is constant."""
+    """Per-image Spearman rank correlation of two map stacks (N, H, W).
+
+    A constant map ranks nothing. Two constant maps are identical (1); a constant map against a
+    non-constant one agrees on no ranking at all (0) - a collapsed pruned model whose Grad-CAM is flat
+    has lost its explanation, which must score low, not vanish from the mean as a NaN would.
+    """
     ra = rankdata(a.reshape(len(a), -1), axis=1)
     rb = rankdata(b.reshape(len(b), -1), axis=1)
     ra -= ra.mean(1, keepdims=True)
     rb -= rb.mean(1, keepdims=True)
-    den = np.sqrt((ra**2).sum(1) * (rb**2).sum(1))
+    va, vb = (ra**2).sum(1), (rb**2).sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, (ra * rb).sum(1) / den, np.nan)
+        rho = (ra * rb).sum(1) / np.sqrt(va * vb)
+    return np.where((va > 0) & (vb > 0), rho, np.where((va == 0) & (vb == 0), 1.0, 0.0))
 
 
 def topk_iou(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
@@ -98,7 +104,7 @@ def explain(model: nn.Module, layer: nn.Module, x: torch.Tensor, y: torch.Tensor
     rho = spearman(maps, ref)
     return CamReport(
         maps=maps,
-        spearman=float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan"),
+        spearman=float(np.mean(rho)),
         iou=float(np.mean(topk_iou(maps, ref, cfg.topk))),
         faithfulness=float(np.nanmean(faithfulness(model, x, y, maps, cfg))),
     )

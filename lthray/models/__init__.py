@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lthray.models.common import MODELS, CamModel
 from lthray.models import convnet, resnet_cifar, vgg_cifar  # noqa: F401  (register)
+from lthray.models.common import MODELS, CamModel
 
 __all__ = ["MODELS", "CamModel", "build"]
 

@@ -1,0 +1,1 @@
+"""Turns lthray's Parquet results into tables and plots."""

@@ -1,0 +1,45 @@
+"""Load results into pandas: all rows, and the final level of each trial."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from lthray import results
+
+
+class AnalysisError(Exception):
+    """Bad input to the analysis: one line for the user, exit code 2."""
+
+
+def newest_results(root: str | Path = "runs") -> Path:
+    """The results folder of the most recently modified sweep under `root`."""
+    dirs = [p for p in Path(root).glob("*/results") if p.is_dir()]
+    if not dirs:
+        raise AnalysisError(f"no sweep results under {Path(root).resolve()}; run a sweep or pass --results DIR")
+    return max(dirs, key=lambda p: p.stat().st_mtime)
+
+
+def load_rows(results_dir: str | Path) -> pd.DataFrame:
+    """Every row, one per (run_id, level); duplicates would be a bug upstream, so they are an error."""
+    d = Path(results_dir)
+    if not d.is_dir():
+        raise AnalysisError(f"--results={d} is not a folder; expected a sweep's results folder")
+    try:
+        df = results.read(d).to_pandas()
+    except results.ResultsError as e:
+        raise AnalysisError(str(e)) from None
+    if df.empty:
+        raise AnalysisError(f"--results={d} holds no result rows (*.parquet); has the sweep finished a level?")
+    dup = df.duplicated(["run_id", "level"])
+    if dup.any():
+        raise AnalysisError(f"{d}: {int(dup.sum())} duplicated (run_id, level) rows")
+    return df.sort_values(["run_id", "level"]).reset_index(drop=True)
+
+
+def final_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The last level of each run that trained without diverging (diverged runs are left out)."""
+    bad = set(df.loc[df["status"] != "ok", "run_id"])
+    ok = df[~df["run_id"].isin(bad)]
+    return ok.loc[ok.groupby("run_id")["level"].idxmax()].reset_index(drop=True)

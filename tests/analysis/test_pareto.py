@@ -1,0 +1,81 @@
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from analysis import pareto
+from analysis.load import final_rows
+from lthray import results
+
+
+def test_pareto_front_keeps_exactly_the_non_dominated_points():
+    df = pd.DataFrame({
+        "method": ["a"] * 6 + ["b"] * 2,
+        "acc": [0.9, 0.8, 0.7, 0.85, 0.6, 0.9, 0.5, 0.4],
+        "fid": [0.1, 0.5, 0.9, 0.4, 0.95, 0.05, 0.2, 0.3],
+    })
+    f = pareto.pareto_front(df, "acc", "fid")
+    got = {(r.method, r.acc, r.fid) for r in f.itertuples()}
+    # (0.85, 0.4) trades off with (0.9, 0.1) and (0.8, 0.5): on the front; (0.9, 0.05) is beaten by (0.9, 0.1)
+    assert got == {("a", 0.9, 0.1), ("a", 0.85, 0.4), ("a", 0.8, 0.5), ("a", 0.7, 0.9), ("a", 0.6, 0.95),
+                   ("b", 0.5, 0.2), ("b", 0.4, 0.3)}
+
+
+def _write(tmp_path, run, method, accs, fids, status="ok"):
+    for level, (a, f) in enumerate(zip(accs, fids, strict=True)):
+        results.write_row(tmp_path, {
+            "sweep": "s", "run_id": run, "trial_id": run, "method": method, "scope": "global", "model": "convnet",
+            "dataset": "digits", "rewind": "weight", "rewind_step": 0, "guidance_weight": 0.0, "seed": 0,
+            "level": level, "density": 0.5**level, "status": status if level == len(accs) - 1 else "ok",
+            "test_acc": a, "test_loss": 0.1, "cam_spearman": f, "cam_iou": f, "cam_faithfulness": 0.1,
+            "train_steps": 5, "train_seconds": 1.0, "explain_seconds": 0.1, "git_sha": "x", "config_json": "{}",
+        })
+
+
+def test_main_writes_plots_and_tables(tmp_path):
+    res = tmp_path / "res"
+    _write(res, "r1", "imp", [0.99, 0.98, 0.9], [1.0, 0.9, 0.7])
+    _write(res, "r2", "imp", [0.99, 0.97, 0.95], [1.0, 0.8, 0.6])
+    _write(res, "r3", "random", [0.99, 0.8, 0.5], [1.0, 0.5, 0.3])
+    _write(res, "r4", "random", [0.99, None], [1.0, None], status="diverged")
+    out = tmp_path / "out"
+    assert pareto.main(["--results", str(res), "--out", str(out)]) == 0
+    for name in ["pareto.png", "lth_curve.png"]:
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    html = (out / "pareto.html").read_text()
+    assert "vega" in html and "cdn.jsdelivr" not in html  # inline: no network needed to view
+    front = pd.read_csv(out / "pareto_front.csv")
+    assert set(front["run_id"]) == {"r1", "r2", "r3"}  # r1 and r2 trade off; r4 diverged: left out
+    trials = pd.read_csv(out / "trials.csv")
+    assert "r4" not in set(trials["run_id"]) and len(trials) == 3
+
+
+def test_final_rows_are_the_last_level_of_each_healthy_run(tmp_path):
+    _write(tmp_path, "r1", "imp", [0.9, 0.8], [1.0, 0.5])
+    _write(tmp_path, "r2", "imp", [0.9, None], [1.0, None], status="diverged")
+    df = results.read(tmp_path).to_pandas()
+    f = final_rows(df)
+    assert f["run_id"].tolist() == ["r1"] and f["level"].tolist() == [1]
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "corrupt", "foreign", "file_out"])
+def test_bad_results_are_refused_clearly(tmp_path, capsys, case):
+    res = tmp_path / "res"
+    out = tmp_path / "out"
+    if case != "missing":
+        res.mkdir()
+    if case in ("corrupt", "foreign", "file_out"):
+        _write(res, "r1", "imp", [0.9, 0.8], [1.0, 0.5])
+    if case == "corrupt":
+        (res / "zz.parquet").write_bytes(b"garbage")
+    if case == "foreign":
+        pq.write_table(pa.table({"x": [1]}), res / "zz.parquet")
+    if case == "file_out":
+        out.write_text("I am a file")
+    assert pareto.main(["--results", str(res), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and len(err.splitlines()) == 1
+    expect = {"missing": "not a folder", "empty": "no result rows", "corrupt": "zz.parquet",
+              "foreign": "zz.parquet", "file_out": "is a file"}[case]
+    assert expect in err
+    assert not out.is_dir()

@@ -1,0 +1,79 @@
+import pytest
+
+from lthray.config import (
+    ConfigError,
+    DataConfig,
+    ModelConfig,
+    PruneConfig,
+    TrainConfig,
+    TrialConfig,
+    from_flat,
+    parse_steps,
+    replace,
+    run_id,
+    to_flat,
+)
+
+
+def test_run_id_is_stable_and_only_hashes_non_default_fields():
+    # Golden values: if these change, every finished run on every user's disk is orphaned.
+    assert run_id(TrialConfig()) == "run_44136fa355b3678a"
+    assert run_id(TrialConfig(seed=3)) == "run_4d687b6437462c4d"
+    # Spelling a default out explicitly does not change the id; order of keys does not either.
+    assert run_id(TrialConfig(prune=PruneConfig(rate=0.2))) == run_id(TrialConfig())
+    flat = to_flat(TrialConfig(seed=3, prune=PruneConfig(levels=7)))
+    assert run_id(from_flat(dict(reversed(list(flat.items()))))) == run_id(from_flat(flat))
+
+
+def test_different_configs_have_different_ids():
+    ids = {run_id(replace(TrialConfig(), **{k: v})) for k, v in
+           [("seed", 1), ("prune.rate", 0.5), ("prune.rewind", "lr"), ("train.epochs", 3), ("model.name", "resnet20")]}
+    assert len(ids) == 5
+
+
+def test_flat_round_trip():
+    cfg = TrialConfig(seed=2, prune=PruneConfig(method="random", levels=3, rewind="finetune", rewind_step="1ep"))
+    assert from_flat(to_flat(cfg)) == cfg
+
+
+def test_parse_steps():
+    assert parse_steps("0it", 11) == 0
+    assert parse_steps("500it", 11) == 500
+    assert parse_steps("2ep", 11) == 22
+    assert parse_steps(7, 11) == 7
+    for bad in ["-1it", "3 epochs", "x", -2]:
+        with pytest.raises(ConfigError):
+            parse_steps(bad, 11)
+
+
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (lambda: ModelConfig(name="resnet1000"), ["resnet1000", "convnet", "resnet20"]),
+        (lambda: DataConfig(dataset="imagenet"), ["imagenet", "digits", "cifar10"]),
+        (lambda: PruneConfig(method="prayer"), ["prayer", "imp", "random"]),
+        (lambda: PruneConfig(target_density=0.0), ["0.0", "(0, 1]"]),
+        (lambda: PruneConfig(target_density=1.5), ["1.5", "(0, 1]"]),
+        (lambda: PruneConfig(rate=1.0), ["1.0", "(0, 1)"]),
+        (lambda: PruneConfig(rate=0.0), ["0.0", "(0, 1)"]),
+        (lambda: PruneConfig(rewind_step="-3it"), ["-3it"]),
+        (lambda: PruneConfig(rewind="sideways"), ["sideways", "weight", "finetune"]),
+        (lambda: PruneConfig(scope="neuron"), ["neuron", "global", "layer"]),
+        (lambda: TrainConfig(epochs=0), ["epochs", ">= 1"]),
+        (lambda: TrialConfig(prune=PruneConfig(rewind_step="99ep")), ["99ep", "before the end of training"]),
+        (lambda: TrialConfig(train=TrainConfig(batch_size=100000)), ["100000", "1437"]),
+        (lambda: TrialConfig(seed=-1), ["seed", "-1"]),
+        (lambda: from_flat({"train.epoch": 3}), ["train.epoch", "train.epochs"]),
+    ],
+)
+def test_bad_values_are_refused_with_the_value_and_what_is_allowed(make, words):
+    with pytest.raises(ConfigError) as e:
+        make()
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_target_density_sets_rate():
+    p = PruneConfig(levels=4, target_density=0.0625)
+    assert p.rate_per_level == pytest.approx(0.5)
+    assert p.density_at(4) == pytest.approx(0.0625)

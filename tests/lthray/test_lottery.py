@@ -1,0 +1,124 @@
+import pytest
+import torch
+
+from lthray import lottery, masks, results
+from lthray.config import TrainConfig, replace, run_id
+from lthray.lottery import TrialState, run_trial
+from lthray.models import build
+from lthray.train import train
+
+
+class Recorder:
+    """Wraps lottery.train: records each call's start weights (state_dict) and arguments."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, model, data, cfg, **kw):
+        self.calls.append({"weights": {k: v.clone() for k, v in model.state_dict().items()}, **kw})
+        return train(model, data, cfg, **kw)
+
+
+def test_levels_prune_to_the_scheduled_density_and_write_one_row_each(tiny_cfg, tmp_path):
+    rows = run_trial(tiny_cfg, tmp_path / "w", tmp_path / "r")
+    assert [r["level"] for r in rows] == [0, 1, 2]
+    assert [r["density"] for r in rows] == pytest.approx([1.0, 0.5, 0.25], abs=1e-3)
+    table = results.read(tmp_path / "r")
+    assert sorted(table["level"].to_pylist()) == [0, 1, 2]
+    assert set(table["run_id"].to_pylist()) == {run_id(tiny_cfg)}
+    assert all(0 <= a <= 1 for a in table["test_acc"].to_pylist())
+    by_level = {r["level"]: r for r in table.to_pylist()}
+    assert by_level[0]["cam_spearman"] == pytest.approx(1.0)
+    # the saved mask really has the density the row claims, and the saved weights honour it
+    st = TrialState.load(tmp_path / "w" / lottery.STATE)
+    assert masks.density(st.mask) == pytest.approx(rows[-1]["density"])
+    model = build("convnet", 10, 0)
+    model.load_state_dict(st.weights)
+    for k, w in masks.prunable(model).items():
+        assert (w[~st.mask[k]] == 0).all()
+
+
+def test_weight_rewinding_restores_the_saved_step_k_state_bit_for_bit(tiny_cfg, tmp_path, monkeypatch, digits):
+    rec = Recorder()
+    monkeypatch.setattr(lottery, "train", rec)
+    run_trial(tiny_cfg, tmp_path / "w", tmp_path / "r")
+    st = TrialState.load(tmp_path / "w" / lottery.STATE)
+    k = tiny_cfg.rewind_steps
+    assert k == 3
+    # the saved rewind point is what k steps of training produce
+    ref = build("convnet", 10, tiny_cfg.seed)
+    train(ref, digits, tiny_cfg.train, mask=None, start=0, end=k, seed=tiny_cfg.seed)
+    for name, v in ref.state_dict().items():
+        assert torch.equal(st.rewind[name], v), name
+    # every pruned level starts from exactly those weights and BN buffers, and replays the schedule from k
+    for call in rec.calls[1:]:
+        assert call["start"] == k and call["end"] == tiny_cfg.total_steps and call["constant_lr"] is None
+        for name, v in call["weights"].items():
+            assert torch.equal(v, st.rewind[name]), name
+
+
+@pytest.mark.parametrize("mode", ["lr", "finetune"])
+def test_lr_rewinding_and_finetuning_keep_the_trained_weights(tiny_cfg, tmp_path, monkeypatch, mode):
+    cfg = replace(tiny_cfg, **{"prune.rewind": mode})
+    rec = Recorder()
+    monkeypatch.setattr(lottery, "train", rec)
+    states = []
+    run_trial(cfg, tmp_path / "w", tmp_path / "r",
+              on_level=lambda row: states.append(TrialState.load(tmp_path / "w" / lottery.STATE)))
+    for level in (1, 2):
+        call, prev = rec.calls[level], states[level - 1]
+        for name, v in call["weights"].items():
+            assert torch.equal(v, prev.weights[name]), name  # continues from the previous level's weights
+        expect = cfg.train.lr * cfg.train.final_lr if mode == "finetune" else None
+        assert call["constant_lr"] == expect and call["start"] == cfg.rewind_steps
+
+
+def test_a_finished_trial_is_never_trained_again(tiny_cfg, tmp_path, monkeypatch):
+    first = run_trial(tiny_cfg, tmp_path / "w", tmp_path / "r")
+    files = {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()}
+
+    def no_training(*a, **k):
+        raise AssertionError("trained a finished level")
+
+    monkeypatch.setattr(lottery, "train", no_training)
+    again = run_trial(tiny_cfg, tmp_path / "w", tmp_path / "r")
+    assert again == first
+    assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()} == files
+
+
+def test_a_crashed_trial_continues_from_its_last_finished_level(tiny_cfg, tmp_path, monkeypatch):
+    class Crash(Exception):
+        pass
+
+    def crash_after_level_1(row):
+        if row["level"] == 1:
+            raise Crash
+
+    with pytest.raises(Crash):
+        run_trial(tiny_cfg, tmp_path / "w", tmp_path / "r", on_level=crash_after_level_1)
+    rec = Recorder()
+    monkeypatch.setattr(lottery, "train", rec)
+    rows = run_trial(tiny_cfg, tmp_path / "w", tmp_path / "r")
+    assert len(rec.calls) == 1  # only level 2 was trained
+    assert [r["level"] for r in rows] == [0, 1, 2]
+    assert sorted(results.read(tmp_path / "r")["level"].to_pylist()) == [0, 1, 2]
+
+
+def test_a_diverged_trial_is_marked_and_stops(tiny_cfg, tmp_path):
+    cfg = replace(tiny_cfg, **{"train.lr": 10.0, "train.warmup": 0.0, "train.weight_decay": 0.5,
+                               "train.epochs": 3})
+    rows = run_trial(cfg, tmp_path / "w", tmp_path / "r")
+    assert rows[-1]["status"] == "diverged" and rows[-1]["test_acc"] is None
+    table = results.read(tmp_path / "r").to_pylist()
+    assert [r["status"] for r in table] == [r["status"] for r in rows]
+    assert len(rows) <= cfg.prune.levels + 1
+    assert run_trial(cfg, tmp_path / "w", tmp_path / "r") == rows  # not retried on resume
+
+
+def test_train_config_is_respected(tiny_cfg, tmp_path, monkeypatch):
+    rec = Recorder()
+    monkeypatch.setattr(lottery, "train", rec)
+    cfg = replace(tiny_cfg, **{"train.epochs": 2})
+    run_trial(cfg, tmp_path / "w", tmp_path / "r")
+    assert rec.calls[0]["start"] == 0 and rec.calls[0]["end"] == 2 * (1437 // 128)
+    assert isinstance(cfg.train, TrainConfig)

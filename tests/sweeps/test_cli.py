@@ -1,0 +1,77 @@
+"""Bad flags and configs are refused up front: one line naming the value and what is allowed, exit 2,
+nothing written. (These run in-process: validation happens before Ray is imported.)"""
+
+import json
+import os
+
+import pytest
+
+from sweeps import imp_vs_guided as cli
+
+
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (["--preset", "imagenet-vit"], ["imagenet-vit", "digits", "smoke"]),
+        (["--num-samples", "0"], ["--num-samples=0", ">= 1"]),
+        (["--num-samples", "lots"], ["lots", "integer"]),
+        (["--max-concurrent", "-2"], ["--max-concurrent=-2", ">= 1"]),
+        (["--gpus-per-trial", "-0.5"], ["-0.5", ">= 0"]),
+        (["--gpus-per-trial", "1.5"], ["1.5", "fraction"]),
+        (["--cpus-per-trial", "0"], ["--cpus-per-trial=0", "> 0"]),
+        (["--max-failures", "-1"], ["--max-failures=-1", ">= 0"]),
+        (["--name", "../escape"], ["../escape", "letters"]),
+        (["--set", "prune.rate=1.5"], ["prune.rate=1.5", "(0, 1)"]),
+        (["--set", "prune.target_density=0"], ["prune.target_density=0", "(0, 1]"]),
+        (["--set", "prune.rewind_step=999ep"], ["999ep", "before the end of training"]),
+        (["--set", "prune.rewind_step=-4it"], ["-4it", ">= 0"]),
+        (["--set", "model.name=resnet1000"], ["resnet1000", "resnet20", "vgg11_bn"]),
+        (["--set", "prune.method=magic"], ["magic", "imp", "random"]),
+        (["--set", "bogus.key=1"], ["bogus.key", "train.epochs"]),
+        (["--set", "novalue"], ["novalue", "KEY=VALUE"]),
+        (["--resume"], ["--resume", "no sweep to resume"]),
+    ],
+)
+def test_bad_input_is_refused_with_one_line_and_exit_2(tmp_path, capsys, flags, words):
+    storage = tmp_path / "runs"
+    with pytest.raises(SystemExit) as e:
+        raise SystemExit(cli.main(["--storage", str(storage), "--preset", "smoke", *flags]))
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err, "no error message"
+    last = err[-1]
+    for w in words:
+        assert w in last, (w, last)
+    assert not storage.exists()  # nothing written
+
+
+def test_storage_that_is_a_file_is_refused(tmp_path, capsys):
+    f = tmp_path / "not-a-dir"
+    f.write_text("x")
+    assert cli.main(["--storage", str(f), "--preset", "smoke"]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert f.read_text() == "x"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write to a read-only-mode folder")
+def test_unwritable_storage_is_refused(tmp_path, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o555)
+    assert cli.main(["--storage", str(ro / "runs"), "--preset", "smoke"]) == 2
+    assert "not writable" in capsys.readouterr().err
+
+
+def test_resume_with_a_changed_search_space_is_refused(tmp_path, capsys):
+    exp = tmp_path / "smoke"
+    exp.mkdir()
+    (exp / "tuner.pkl").write_bytes(b"")
+    (exp / "sweep.json").write_text(json.dumps({"preset": "smoke", "signature": "0000", "num_samples": 2}))
+    assert cli.main(["--storage", str(tmp_path), "--preset", "smoke", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot resume" in err and "signature" in err
+    assert sorted(p.name for p in exp.iterdir()) == ["sweep.json", "tuner.pkl"]
+
+
+def test_every_preset_is_valid():
+    for p in cli.PRESETS.values():
+        p.validate()
