@@ -1,9 +1,12 @@
-"""Pareto fronts of final accuracy against explanation fidelity, and the classic LTH curve.
+"""Pareto fronts of final accuracy against explanation fidelity, and the curves behind them.
 
     python -m analysis.pareto [--results runs/NAME/results] [--out DIR]
 
-Writes DIR/pareto.html (self-contained), DIR/pareto.png, DIR/lth_curve.png, DIR/pareto_front.csv
-(the non-dominated trials per method) and DIR/trials.csv (every trial's final level).
+Writes into DIR: pareto.html (every chart, self-contained), pareto.png (accuracy vs Grad-CAM fidelity and
+vs concept fidelity, one front per method), lth_curve.png (accuracy vs density per method: the classic
+LTH curve), concept_curve.png (concept overlap vs density), gallery.png (Grad-CAM overlays, dense vs
+pruned), pareto_front.csv (the non-dominated trials), trials.csv (every trial's final level) and
+concept_shift.csv (top concepts per class, dense vs sparsest).
 """
 
 from __future__ import annotations
@@ -16,9 +19,12 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from analysis.gallery import concept_shift, gallery
 from analysis.load import AnalysisError, final_rows, load_rows, newest_results
 
 FIDELITY = "cam_spearman"
+CONCEPT = "concept_topk_overlap"
+AXIS = {FIDELITY: "Grad-CAM fidelity to dense (Spearman ρ)", CONCEPT: "concept fidelity (top-k overlap with dense)"}
 
 
 def pareto_front(df: pd.DataFrame, x: str, y: str, by: str | None = "method") -> pd.DataFrame:
@@ -35,15 +41,18 @@ def pareto_front(df: pd.DataFrame, x: str, y: str, by: str | None = "method") ->
     return d.loc[keep].sort_values(x).reset_index(drop=True)
 
 
-def front_chart(trials: pd.DataFrame, front: pd.DataFrame) -> alt.Chart:
+def front_chart(trials: pd.DataFrame, front: pd.DataFrame, fid: str = FIDELITY) -> alt.LayerChart:
+    """Final accuracy vs a fidelity measure: every trial, and each method's Pareto front ringed."""
+    FIDELITY = fid  # noqa: N806 - the encodings below name the x field
     base = alt.Chart(trials).encode(
-        x=alt.X(f"{FIDELITY}:Q", title="Grad-CAM fidelity to dense (Spearman ρ)", scale=alt.Scale(zero=False)),
+        x=alt.X(f"{FIDELITY}:Q", title=AXIS[fid], scale=alt.Scale(zero=False)),
         y=alt.Y("test_acc:Q", title="final test accuracy", scale=alt.Scale(zero=False)),
     )
     points = base.mark_point(filled=True, size=70, opacity=0.85).encode(
         color=alt.Color("density:Q", scale=alt.Scale(type="log", scheme="viridis"), title="density"),
         shape=alt.Shape("method:N", title="method"),
-        tooltip=["method", "run_id", "rewind", "rewind_step", "seed", alt.Tooltip("density:Q", format=".4f"),
+        tooltip=["method", "run_id", "rewind", "rewind_step", "guidance_weight", "lambda_fid", "seed",
+                 alt.Tooltip("density:Q", format=".4f"),
                  alt.Tooltip("test_acc:Q", format=".4f"), alt.Tooltip(f"{FIDELITY}:Q", format=".3f")],
     )
     # the front of each method: a step line through its non-dominated trials, each ringed
@@ -54,9 +63,18 @@ def front_chart(trials: pd.DataFrame, front: pd.DataFrame) -> alt.Chart:
     rings = alt.Chart(front).mark_point(size=260, strokeWidth=1.5, color="#444").encode(
         x=f"{FIDELITY}:Q", y="test_acc:Q", shape=alt.Shape("method:N")
     )
-    return (lines + rings + points).properties(
-        width=420, height=320, title="Accuracy vs explanation fidelity at each trial's final density"
-    )
+    return (lines + rings + points).properties(width=380, height=300, title=f"Accuracy vs {AXIS[fid].split(' (')[0]}")
+
+
+def curve_chart(rows: pd.DataFrame, y: str, title: str) -> alt.FacetChart:
+    """`y` against density, one line per trial, faceted by method."""
+    ok = rows[(rows["status"] == "ok") & rows[y].notna()]
+    return alt.Chart(ok).mark_line(point=True, opacity=0.8).encode(
+        x=alt.X("density:Q", scale=alt.Scale(type="log", reverse=True, nice=False), title="density"),
+        y=alt.Y(f"{y}:Q", title=title, scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("guidance_weight:O", title="guidance g"), detail="run_id:N",
+        tooltip=["run_id", "level", alt.Tooltip("density:Q", format=".4f"), alt.Tooltip(f"{y}:Q", format=".3f")],
+    ).properties(width=220, height=180).facet(column=alt.Column("method:N", title=f"{title} vs density"))
 
 
 def lth_chart(rows: pd.DataFrame) -> alt.FacetChart:
@@ -95,19 +113,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     trials = final_rows(rows)
-    front = pareto_front(trials, "test_acc", FIDELITY)
     out.mkdir(parents=True, exist_ok=True)
-    cols = ["method", "run_id", "level", "density", "test_acc", FIDELITY, "cam_iou", "cam_faithfulness", "rewind",
-            "rewind_step", "guidance_weight", "seed"]
-    front[cols].to_csv(out / "pareto_front.csv", index=False)
+    cols = ["method", "run_id", "level", "density", "test_acc", FIDELITY, "cam_iou", "cam_faithfulness", CONCEPT,
+            "concept_weight_spearman", "pcbm_acc", "rewind", "rewind_step", "guidance_weight", "lambda_fid", "seed"]
+    fronts = {fid: pareto_front(trials, "test_acc", fid) for fid in (FIDELITY, CONCEPT)}
+    pd.concat([f[cols].assign(front=fid) for fid, f in fronts.items()]).to_csv(out / "pareto_front.csv", index=False)
     trials[cols].to_csv(out / "trials.csv", index=False)
-    fc, lc = front_chart(trials, front), lth_chart(rows)
-    page = alt.vconcat(fc, lc).properties(title=f"lthray sweep {rows['sweep'].iloc[0]}")
+    fc = alt.hconcat(*[front_chart(trials, f, fid) for fid, f in fronts.items() if trials[fid].notna().any()])
+    lc = lth_chart(rows)
+    cc = curve_chart(rows, CONCEPT, "concept overlap")
+    banks = ", ".join(sorted(rows["concept_bank"].unique()))
+    note = " (random CLIP weights: concept columns check the pipeline only)" if "/random" in banks else ""
+    page = alt.vconcat(fc, lc, curve_chart(rows, FIDELITY, "Grad-CAM ρ"), cc).properties(
+        title=alt.Title(f"lthray sweep {rows['sweep'].iloc[0]}", subtitle=f"concept bank: {banks}{note}"))
     page.save(out / "pareto.html", inline=True)  # inline: the page works offline
     fc.save(out / "pareto.png", scale_factor=2)
     lc.save(out / "lth_curve.png", scale_factor=2)
+    cc.save(out / "concept_curve.png", scale_factor=2)
+    concept_shift(rows).to_csv(out / "concept_shift.csv", index=False)
+    g = gallery(rows, out)
     diverged = rows.loc[rows["status"] != "ok", "run_id"].nunique()
-    print(f"{len(trials)} trials ({diverged} diverged, left out), {len(front)} on the fronts -> {out}")
+    print(f"{len(trials)} trials ({diverged} diverged, left out), "
+          f"{len(fronts[FIDELITY])} on the accuracy/CAM fronts -> {out}" + ("" if g else " (no gallery: data not on disk)"))
     return 0
 
 

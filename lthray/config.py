@@ -101,6 +101,7 @@ class PruneConfig:
     rewind: str = "weight"  # weight: rewind weights to step k | lr: keep weights, replay LR from k | finetune
     rewind_step: str = "0it"  # k, as 'Nit' or 'Nep'; 0 is the original lottery ticket (rewind to init)
     guidance_weight: float = 0.0  # g in (1 - g) * magnitude + g * explanation score (guided methods)
+    lambda_fid: float = 0.0  # explanation-preserving retraining: + lambda_fid * (1 - cos(CAM, dense CAM))
 
     def __post_init__(self) -> None:
         from lthray.criteria import METHODS
@@ -116,6 +117,7 @@ class PruneConfig:
         _check(self.rewind in REWIND_MODES, "prune.rewind", self.rewind, f"one of {list(REWIND_MODES)}")
         parse_steps(self.rewind_step, 1)  # syntax and sign; the upper bound needs the data (TrialConfig)
         _check(0 <= self.guidance_weight <= 1, "prune.guidance_weight", self.guidance_weight, "a number in [0, 1]")
+        _check(0 <= self.lambda_fid <= 100, "prune.lambda_fid", self.lambda_fid, "a number in [0, 100]")
 
     @property
     def rate_per_level(self) -> float:
@@ -137,13 +139,44 @@ class ExplainConfig:
     topk: float = 0.2  # top-k% of pixels compared by IoU
     faithfulness: str = "road"  # ROAD combined (Rong et al. 2022) or CAM-multiplied confidence drop
     road_percentiles: tuple[int, ...] = (20, 40, 60, 80)
+    # Training images (never test images: nothing seen at test time may steer training) that guided
+    # criteria score on and that explanation-preserving retraining compares maps on.
+    guide_size: int = 256
+    fid_batch: int = 32
 
     def __post_init__(self) -> None:
         _check(0 < self.topk < 1, "explain.topk", self.topk, "a fraction in (0, 1)")
+        _check(isinstance(self.guide_size, int) and 8 <= self.guide_size <= 4096, "explain.guide_size",
+               self.guide_size, "an integer in [8, 4096]")
+        _check(isinstance(self.fid_batch, int) and 1 <= self.fid_batch <= self.guide_size, "explain.fid_batch",
+               self.fid_batch, "an integer in [1, explain.guide_size]")
         _check(self.faithfulness in FAITHFULNESS, "explain.faithfulness", self.faithfulness,
                f"one of {list(FAITHFULNESS)}")
         _check(len(self.road_percentiles) > 0 and all(0 < int(p) < 100 for p in self.road_percentiles),
                "explain.road_percentiles", self.road_percentiles, "a non-empty list of integers in (0, 100)")
+
+
+@dataclass(frozen=True)
+class ConceptConfig:
+    enabled: bool = True
+    # open_clip model and pretrained tag. '' = seeded random weights: offline and in tests this checks
+    # the pipeline only. With a network use e.g. clip_model='ViT-B-32', clip_pretrained='laion2b_s34b_b79k'.
+    clip_model: str = "lthray-tiny-clip"
+    clip_pretrained: str = ""
+    topk: int = 5  # top concepts per class compared with the dense model's
+    proj_steps: int = 200  # Adam steps of the LF-CBM projection (full batch)
+    C: float = 0.5  # inverse regularisation of the elastic-net concept -> class layer
+    l1_ratio: float = 0.5
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.enabled, bool), "concepts.enabled", self.enabled, "true or false")
+        _check(isinstance(self.clip_model, str) and bool(self.clip_model), "concepts.clip_model", self.clip_model,
+               "an open_clip model name, e.g. 'ViT-B-32' or 'lthray-tiny-clip'")
+        _check(isinstance(self.topk, int) and self.topk >= 1, "concepts.topk", self.topk, "an integer >= 1")
+        _check(isinstance(self.proj_steps, int) and self.proj_steps >= 1, "concepts.proj_steps", self.proj_steps,
+               "an integer >= 1")
+        _check(self.C > 0, "concepts.C", self.C, "a number > 0")
+        _check(0 <= self.l1_ratio <= 1, "concepts.l1_ratio", self.l1_ratio, "a number in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -153,10 +186,16 @@ class TrialConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
     explain: ExplainConfig = field(default_factory=ExplainConfig)
+    concepts: ConceptConfig = field(default_factory=ConceptConfig)
     seed: int = 0  # initial weights, data order, augmentation, random pruning
 
     def __post_init__(self) -> None:
         _check(isinstance(self.seed, int) and self.seed >= 0, "seed", self.seed, "an integer >= 0")
+        from lthray.criteria import METHODS
+
+        if METHODS.get(self.prune.method).guide == "concept":
+            _check(self.concepts.enabled, "concepts.enabled", self.concepts.enabled,
+                   "true with prune.method='concept_guided' (it scores weights by the PCBM's concepts)")
         total, k = self.total_steps, self.rewind_steps
         _check(k < total, "prune.rewind_step", self.prune.rewind_step,
                f"a step before the end of training ({total} iterations = {self.train.epochs} epochs)")

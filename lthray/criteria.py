@@ -47,6 +47,71 @@ def random(ctx: ScoreContext) -> Scores:
     return {k: torch.rand(w.shape, generator=g).to(w.device) for k, w in prunable(ctx.model).items() if k in ctx.mask}
 
 
+def _saliency(ctx: ScoreContext, objective: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
+              x: torch.Tensor, y: torch.Tensor, batch: int = 128) -> Scores:
+    """|w * d objective / dw| summed over the guide images (SNIP-style first-order importance).
+
+    The model is scored in eval mode (BN running statistics are not touched) and left as it was found.
+    """
+    model, params = ctx.model, prunable(ctx.model)
+    was = model.training
+    model.eval()
+    model.zero_grad(set_to_none=True)
+    try:
+        for i in range(0, len(x), batch):
+            objective(model, x[i : i + batch], y[i : i + batch]).backward()
+        return {k: (w.detach() * w.grad).abs() if w.grad is not None else torch.zeros_like(w)
+                for k, w in params.items() if k in ctx.mask}
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was)
+
+
+@CRITERIA.register("cam")
+def cam_saliency(ctx: ScoreContext) -> Scores:
+    """Importance for classifying from the evidence the *dense* model pointed at.
+
+    |w * dL/dw| with L the cross-entropy on guide (training) images multiplied by the dense model's
+    Grad-CAM maps: weights that carry the dense model's explanation score high, so mixing this in keeps
+    the pruned network looking where the dense one looked. (Inputs are normalised, so x * map fades the
+    unexplained regions towards the dataset mean.)
+    """
+    x, y, maps = ctx.extras["guide_x"], ctx.extras["guide_y"], ctx.extras["guide_maps"]
+    xm = x * maps.to(x)[:, None]
+    return _saliency(ctx, lambda m, xb, yb: torch.nn.functional.cross_entropy(m(xb), yb, reduction="sum"), xm, y)
+
+
+@CRITERIA.register("concept")
+def concept_saliency(ctx: ScoreContext) -> Scores:
+    """Importance for the concepts that matter most to each class in the current PCBM.
+
+    |w * dO/dw| with O = sum over guide images of the activations of the image's class's top-k concepts,
+    weighted by their concept -> class weights.
+    """
+    pcbm, k = ctx.extras["pcbm"], ctx.extras["concept_topk"]
+    top = torch.as_tensor(pcbm.top_concepts(k))  # (classes, k)
+    coef = pcbm.coef
+
+    def objective(m: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        acts = pcbm.concepts_of(m.features(xb).float())  # (B, n_concepts)
+        idx = top.to(xb.device)[yb]  # (B, k)
+        w = coef.to(xb.device)[yb.unsqueeze(1), idx]  # (B, k)
+        return (acts.gather(1, idx) * w).sum()
+
+    return _saliency(ctx, objective, ctx.extras["guide_x"], ctx.extras["guide_y"])
+
+
+@CRITERIA.register("movement")
+def movement(ctx: ScoreContext) -> Scores:
+    """How far each weight moved over the last training run (from its rewind point to the end).
+
+    Weights that barely move during training are the ones pruned first (Zhou et al. 2019's 'movement'
+    masks; Sanh et al. 2020): a weight training does not change contributes what it had at the start.
+    """
+    start = ctx.extras["start_weights"]
+    return {k: (w.detach() - start[k].to(w)).abs() for k, w in prunable(ctx.model).items() if k in ctx.mask}
+
+
 def normalise(scores: Scores, mask: Mask) -> Scores:
     """Scores divided by the largest alive |score| across layers (monotone: rankings are unchanged)."""
     top = max((s[mask[k]].abs().max() for k, s in scores.items() if mask[k].any()), default=torch.tensor(1.0))
@@ -74,6 +139,9 @@ class Method:
 METHODS: Registry[Method] = Registry("method")
 METHODS.register("imp")(Method("magnitude"))
 METHODS.register("random")(Method("random"))
+METHODS.register("cam_guided")(Method("magnitude", "cam"))
+METHODS.register("concept_guided")(Method("magnitude", "concept"))
+METHODS.register("stability")(Method("magnitude", "movement"))
 
 
 def scores_for(method: str, ctx: ScoreContext, guidance_weight: float = 0.0) -> Scores:

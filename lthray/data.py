@@ -155,6 +155,12 @@ def augment(x: torch.Tensor, pad: int, flip: bool, g: torch.Generator) -> torch.
     return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x.contiguous()
 
 
+def guide_idx(data: Data, n: int) -> torch.Tensor:
+    """A fixed, seeded subset of *training* images that guided criteria and fidelity losses look at."""
+    g = torch.Generator().manual_seed(1)
+    return torch.randperm(len(data.train_x), generator=g)[: min(n, len(data.train_x))].to(data.train_x.device)
+
+
 def steps_per_epoch(num_train: int, batch_size: int) -> int:
     """Full batches per epoch (the last partial batch is dropped: equal batches keep BN honest)."""
     return num_train // batch_size

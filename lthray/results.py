@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _F, _I, _S = pa.float64(), pa.int64(), pa.string()
 SCHEMA = pa.schema(
@@ -35,6 +35,7 @@ SCHEMA = pa.schema(
         pa.field("rewind", _S, nullable=False),
         pa.field("rewind_step", _I, nullable=False),  # iterations
         pa.field("guidance_weight", _F, nullable=False),
+        pa.field("lambda_fid", _F, nullable=False),
         pa.field("seed", _I, nullable=False),
         pa.field("level", _I, nullable=False),
         pa.field("density", _F, nullable=False),  # measured from the mask: fraction of prunable weights kept
@@ -44,6 +45,12 @@ SCHEMA = pa.schema(
         pa.field("cam_spearman", _F),  # vs the dense model's maps, mean over the probe set
         pa.field("cam_iou", _F),  # top-k% IoU vs the dense model's maps
         pa.field("cam_faithfulness", _F),  # the model's own maps (ROAD combined or confidence drop)
+        pa.field("concept_bank", _S, nullable=False),  # open_clip model/tag ('/random': pipeline check only)
+        pa.field("pcbm_acc", _F),  # test accuracy of the post-hoc concept bottleneck on this backbone
+        pa.field("concept_topk_overlap", _F),  # mean over classes of |top-k concepts & dense's| / k
+        pa.field("concept_weight_spearman", _F),  # Spearman of concept->class weights vs dense's
+        pa.field("top_concepts", pa.list_(_S)),  # per class: "CLASS: concept | concept | ..."
+        pa.field("probe_cams", pa.list_(pa.float32())),  # Grad-CAM maps of the first GALLERY probe images
         pa.field("train_steps", _I, nullable=False),
         pa.field("train_seconds", _F, nullable=False),
         pa.field("explain_seconds", _F, nullable=False),
@@ -54,6 +61,7 @@ SCHEMA = pa.schema(
     metadata={"lthray.schema_version": str(SCHEMA_VERSION)},
 )
 STATUSES = ("ok", "diverged")
+GALLERY = 4  # probe images whose maps every row keeps (flattened N x H x W), for the analysis gallery
 
 
 class SchemaError(ValueError):
@@ -77,10 +85,15 @@ def _check_row(row: dict[str, Any]) -> None:
             if not f.nullable:
                 raise SchemaError(f"column {f.name!r} may not be null")
             continue
+        def num(x: object) -> bool:
+            return isinstance(x, (int, float)) and not isinstance(x, bool)
+
         ok = {
             "int64": isinstance(v, int) and not isinstance(v, bool),
-            "double": isinstance(v, (int, float)) and not isinstance(v, bool),
+            "double": num(v),
             "string": isinstance(v, str),
+            "list<item: string>": isinstance(v, list) and all(isinstance(x, str) for x in v),
+            "list<item: float>": isinstance(v, list) and all(num(x) for x in v),
         }.get(str(f.type), True)
         if not ok:
             raise SchemaError(f"column {f.name!r} is {f.type}; got {type(v).__name__} {v!r}")

@@ -53,6 +53,8 @@ def is_guided(method: str) -> bool:
 
 
 _REWIND = {"prune.rewind": ["weight", "lr", "finetune"]}
+_METHODS = {"prune.method": ["imp", "cam_guided", "concept_guided", "stability", "random"]}
+_GUIDED = {"prune.guidance_weight": [0.25, 0.5, 1.0]}
 
 PRESETS: dict[str, Preset] = {
     p.name: p
@@ -61,9 +63,10 @@ PRESETS: dict[str, Preset] = {
             "smoke",
             base={"data.dataset": "digits", "data.probe_size": 16, "model.name": "convnet", "train.epochs": 2,
                   "train.batch_size": 128, "prune.levels": 2, "prune.rate": 0.5,
-                  "explain.faithfulness": "confidence_drop"},
-            space={"prune.method": ["imp", "random"], "prune.rewind": ["weight", "lr"],
-                   "prune.rewind_step": ["0it", "5it"], "seed": [0, 1]},
+                  "explain.faithfulness": "confidence_drop", "explain.guide_size": 64, "concepts.proj_steps": 30},
+            space={**_METHODS, "prune.rewind": ["weight", "lr"], "prune.rewind_step": ["0it", "5it"],
+                   "prune.lambda_fid": [0.0, 0.5], "seed": [0, 1]},
+            guided_space={"prune.guidance_weight": [0.5]},
             num_samples=2,
             about="seconds per trial: wiring checks and tests",
         ),
@@ -72,17 +75,21 @@ PRESETS: dict[str, Preset] = {
             base={"data.dataset": "digits", "data.probe_size": 64, "model.name": "convnet", "train.epochs": 6,
                   "train.batch_size": 128, "train.lr": 0.1},
             # digits is easy (DESIGN.md: ~99% down to 17% density), so the space reaches ~0.4%-2% density
-            space={"prune.method": ["imp", "random"], **_REWIND, "prune.rewind_step": ["0it", "1ep"],
+            space={**_METHODS, **_REWIND, "prune.rewind_step": ["0it", "1ep"], "prune.lambda_fid": [0.0, 0.5],
                    "prune.rate": [0.3, 0.5, 0.6], "prune.levels": [6, 8], "seed": [0, 1, 2]},
+            guided_space=_GUIDED,
             num_samples=8,
             about="embedded sklearn digits, convnet: a few minutes on a laptop CPU",
         ),
         Preset(
             "cifar10-resnet20",
             base={"data.dataset": "cifar10", "data.probe_size": 128, "model.name": "resnet20", "train.epochs": 30,
-                  "train.batch_size": 128, "train.lr": 0.1, "train.weight_decay": 1e-4},
-            space={"prune.method": ["imp", "random"], **_REWIND, "prune.rewind_step": ["0it", "500it", "2ep"],
-                   "prune.rate": [0.2], "prune.levels": [10, 15], "seed": [0, 1, 2]},
+                  "train.batch_size": 128, "train.lr": 0.1, "train.weight_decay": 1e-4,
+                  "concepts.clip_model": "ViT-B-32", "concepts.clip_pretrained": "laion2b_s34b_b79k"},
+            space={**_METHODS, **_REWIND, "prune.rewind_step": ["0it", "500it", "2ep"],
+                   "prune.lambda_fid": [0.0, 0.1, 1.0], "prune.rate": [0.2], "prune.levels": [10, 15],
+                   "seed": [0, 1, 2]},
+            guided_space=_GUIDED,
             num_samples=64,
             about="CIFAR-10 (downloads once), ResNet-20: for a GPU cluster",
         ),

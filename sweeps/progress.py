@@ -9,11 +9,11 @@ from ray.tune import Callback
 
 class LevelPrinter(Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        acc, cam = result.get("test_acc"), result.get("cam_spearman")
+        acc, cam, con = result.get("test_acc"), result.get("cam_spearman"), result.get("concept_topk_overlap")
         print(
-            f"[{trial.trial_id}] {result.get('method', '?'):>7} level {result.get('level')} "
-            f"density {result.get('density', float('nan')):.4f}  acc {acc:.4f}  cam_rho {cam:.3f}  "
-            f"{result.get('status', '')}",
+            f"[{trial.trial_id}] {result.get('method', '?'):>14} g={result.get('guidance_weight', 0):.2f} "
+            f"level {result.get('level')} density {result.get('density', float('nan')):.4f}  acc {acc:.4f}  "
+            f"cam_rho {cam:.3f}  concepts {con:.2f}  {result.get('status', '')}",
             flush=True,
         )
 

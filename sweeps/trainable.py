@@ -16,7 +16,8 @@ from ray import tune
 from lthray.config import from_flat
 from lthray.lottery import STATE, run_trial
 
-OBJECTIVES = {"test_acc": "max", "cam_spearman": "max"}  # final accuracy and final CAM fidelity
+# final accuracy, final Grad-CAM fidelity and final concept fidelity (all to the dense model)
+OBJECTIVES = {"test_acc": "max", "cam_spearman": "max", "concept_topk_overlap": "max"}
 
 
 def metrics_of(row: dict[str, Any]) -> dict[str, Any]:
@@ -25,6 +26,7 @@ def metrics_of(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "level": row["level"], "density": row["density"], "status": row["status"], "run_id": row["run_id"],
         "method": row["method"], "cam_iou": row.get("cam_iou"), "cam_faithfulness": row.get("cam_faithfulness"),
+        "pcbm_acc": row.get("pcbm_acc"), "guidance_weight": row["guidance_weight"], "lambda_fid": row["lambda_fid"],
         **{k: (row[k] if ok and row[k] is not None and math.isfinite(row[k]) else 0.0) for k in OBJECTIVES},
     }
 

@@ -7,7 +7,14 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from lthray.config import DataConfig, ExplainConfig, PruneConfig, TrainConfig, TrialConfig  # noqa: E402
+from lthray.config import (  # noqa: E402
+    ConceptConfig,
+    DataConfig,
+    ExplainConfig,
+    PruneConfig,
+    TrainConfig,
+    TrialConfig,
+)
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
@@ -19,7 +26,8 @@ def tiny_cfg() -> TrialConfig:
         data=DataConfig(probe_size=8),
         train=TrainConfig(epochs=1, batch_size=128),
         prune=PruneConfig(levels=2, rate=0.5, rewind="weight", rewind_step="3it"),
-        explain=ExplainConfig(faithfulness="confidence_drop"),
+        explain=ExplainConfig(faithfulness="confidence_drop", guide_size=32, fid_batch=8),
+        concepts=ConceptConfig(proj_steps=30),
     )
 
 
@@ -28,3 +36,23 @@ def digits():
     from lthray import data
 
     return data.load("digits", 8, "cpu")
+
+
+def _row(**kw):
+    r = {
+        "sweep": "s", "run_id": "run_x", "trial_id": "t1", "method": "imp", "scope": "global", "model": "convnet",
+        "dataset": "digits", "rewind": "weight", "rewind_step": 0, "guidance_weight": 0.0, "lambda_fid": 0.0,
+        "seed": 0, "level": 0, "density": 1.0, "status": "ok", "test_acc": 0.9, "test_loss": 0.3,
+        "cam_spearman": 1.0, "cam_iou": 1.0, "cam_faithfulness": 0.1, "concept_bank": "lthray-tiny-clip/random",
+        "pcbm_acc": 0.8, "concept_topk_overlap": 1.0, "concept_weight_spearman": 1.0,
+        "top_concepts": [f"{c}: a loop | a stroke" for c in range(10)], "probe_cams": [0.5] * (4 * 32 * 32),
+        "train_steps": 10, "train_seconds": 1.0, "explain_seconds": 0.1, "git_sha": "abc", "config_json": "{}",
+    }
+    r.update(kw)
+    return r
+
+
+@pytest.fixture
+def make_row():
+    """A valid result row; keyword arguments override columns."""
+    return _row

@@ -88,6 +88,37 @@ def faithfulness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, maps: np.nd
         return np.asarray(metric(x, maps, targets, model), dtype=np.float64).reshape(-1)
 
 
+def gradcam_tensor(model: nn.Module, layer: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                   create_graph: bool = False) -> torch.Tensor:
+    """Grad-CAM at the layer's resolution (N, h, w) as a differentiable tensor, min-max scaled per image.
+
+    Written by hand because pytorch-grad-cam returns detached numpy maps: explanation-preserving
+    retraining needs gradients *through* the map (create_graph=True), which no CAM library offers.
+    Same recipe as pytorch-grad-cam's GradCAM: weights = spatial mean of d score / d activation.
+    """
+    acts: list[torch.Tensor] = []
+    handle = layer.register_forward_hook(lambda m, i, o: acts.append(o))
+    try:
+        logits = model(x)
+    finally:
+        handle.remove()
+    a = acts[0]
+    score = logits.gather(1, y[:, None]).sum()
+    (grad,) = torch.autograd.grad(score, a, create_graph=create_graph)
+    cam = torch.relu((grad.mean(dim=(2, 3), keepdim=True) * a).sum(1))
+    lo = cam.flatten(1).min(1).values[:, None, None]
+    hi = cam.flatten(1).max(1).values[:, None, None]
+    return (cam - lo) / (hi - lo + 1e-7)
+
+
+def fidelity_loss(model: nn.Module, layer: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                  dense_maps: torch.Tensor) -> torch.Tensor:
+    """1 - cos(CAM_model, CAM_dense), mean over images; dense maps at input resolution are pooled down."""
+    cam = gradcam_tensor(model, layer, x, y, create_graph=True)
+    ref = torch.nn.functional.adaptive_avg_pool2d(dense_maps.to(cam)[:, None], cam.shape[-2:])[:, 0]
+    return (1 - torch.nn.functional.cosine_similarity(cam.flatten(1), ref.flatten(1), dim=1)).mean()
+
+
 @dataclass
 class CamReport:
     maps: np.ndarray

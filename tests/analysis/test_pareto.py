@@ -21,51 +21,58 @@ def test_pareto_front_keeps_exactly_the_non_dominated_points():
                    ("b", 0.5, 0.2), ("b", 0.4, 0.3)}
 
 
-def _write(tmp_path, run, method, accs, fids, status="ok"):
+def _write(_row, tmp_path, run, method, accs, fids, status="ok"):
     for level, (a, f) in enumerate(zip(accs, fids, strict=True)):
-        results.write_row(tmp_path, {
-            "sweep": "s", "run_id": run, "trial_id": run, "method": method, "scope": "global", "model": "convnet",
-            "dataset": "digits", "rewind": "weight", "rewind_step": 0, "guidance_weight": 0.0, "seed": 0,
-            "level": level, "density": 0.5**level, "status": status if level == len(accs) - 1 else "ok",
-            "test_acc": a, "test_loss": 0.1, "cam_spearman": f, "cam_iou": f, "cam_faithfulness": 0.1,
-            "train_steps": 5, "train_seconds": 1.0, "explain_seconds": 0.1, "git_sha": "x", "config_json": "{}",
-        })
+        results.write_row(tmp_path, _row(
+            run_id=run, trial_id=run, method=method, level=level, density=0.5**level,
+            status=status if level == len(accs) - 1 else "ok", test_acc=a, cam_spearman=f, cam_iou=f,
+            concept_topk_overlap=None if f is None else min(1.0, f + 0.1),
+            top_concepts=None if a is None else [f"{c}: c{level} | c{c}" for c in range(10)],
+            probe_cams=None if a is None else [f] * (4 * 32 * 32),
+        ))
 
 
-def test_main_writes_plots_and_tables(tmp_path):
+def test_main_writes_plots_and_tables(make_row, tmp_path):
     res = tmp_path / "res"
-    _write(res, "r1", "imp", [0.99, 0.98, 0.9], [1.0, 0.9, 0.7])
-    _write(res, "r2", "imp", [0.99, 0.97, 0.95], [1.0, 0.8, 0.6])
-    _write(res, "r3", "random", [0.99, 0.8, 0.5], [1.0, 0.5, 0.3])
-    _write(res, "r4", "random", [0.99, None], [1.0, None], status="diverged")
+    _write(make_row, res, "r1", "imp", [0.99, 0.98, 0.9], [1.0, 0.9, 0.7])
+    _write(make_row, res, "r2", "imp", [0.99, 0.97, 0.95], [1.0, 0.8, 0.6])
+    _write(make_row, res, "r3", "random", [0.99, 0.8, 0.5], [1.0, 0.5, 0.3])
+    _write(make_row, res, "r4", "random", [0.99, None], [1.0, None], status="diverged")
     out = tmp_path / "out"
     assert pareto.main(["--results", str(res), "--out", str(out)]) == 0
-    for name in ["pareto.png", "lth_curve.png"]:
-        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    for name in ["pareto.png", "lth_curve.png", "concept_curve.png", "gallery.png"]:
+        assert (out / name).read_bytes()[:4] == b"\x89PNG", name
+    shift = pd.read_csv(out / "concept_shift.csv")
+    assert set(shift["method"]) == {"imp", "random"} and len(shift) == 2 * 10
+    row = shift[(shift["method"] == "imp") & (shift["class"] == 3)].iloc[0]
+    assert row["dense_top"] == "c0 | c3" and row["sparsest_top"] == "c2 | c3" and row["kept"] == "c3"
+    assert row["lost"] == "c0" and row["gained"] == "c2"
     html = (out / "pareto.html").read_text()
     assert "vega" in html and "cdn.jsdelivr" not in html  # inline: no network needed to view
     front = pd.read_csv(out / "pareto_front.csv")
-    assert set(front["run_id"]) == {"r1", "r2", "r3"}  # r1 and r2 trade off; r4 diverged: left out
+    cam_front = front[front["front"] == "cam_spearman"]
+    assert set(cam_front["run_id"]) == {"r1", "r2", "r3"}  # r1 and r2 trade off; r4 diverged: left out
+    assert set(front["front"]) == {"cam_spearman", "concept_topk_overlap"}
     trials = pd.read_csv(out / "trials.csv")
     assert "r4" not in set(trials["run_id"]) and len(trials) == 3
 
 
-def test_final_rows_are_the_last_level_of_each_healthy_run(tmp_path):
-    _write(tmp_path, "r1", "imp", [0.9, 0.8], [1.0, 0.5])
-    _write(tmp_path, "r2", "imp", [0.9, None], [1.0, None], status="diverged")
+def test_final_rows_are_the_last_level_of_each_healthy_run(make_row, tmp_path):
+    _write(make_row, tmp_path, "r1", "imp", [0.9, 0.8], [1.0, 0.5])
+    _write(make_row, tmp_path, "r2", "imp", [0.9, None], [1.0, None], status="diverged")
     df = results.read(tmp_path).to_pandas()
     f = final_rows(df)
     assert f["run_id"].tolist() == ["r1"] and f["level"].tolist() == [1]
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "corrupt", "foreign", "file_out"])
-def test_bad_results_are_refused_clearly(tmp_path, capsys, case):
+def test_bad_results_are_refused_clearly(make_row, tmp_path, capsys, case):
     res = tmp_path / "res"
     out = tmp_path / "out"
     if case != "missing":
         res.mkdir()
     if case in ("corrupt", "foreign", "file_out"):
-        _write(res, "r1", "imp", [0.9, 0.8], [1.0, 0.5])
+        _write(make_row, res, "r1", "imp", [0.9, 0.8], [1.0, 0.5])
     if case == "corrupt":
         (res / "zz.parquet").write_bytes(b"garbage")
     if case == "foreign":

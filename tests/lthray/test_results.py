@@ -8,24 +8,12 @@ import pytest
 from lthray import results
 
 
-def row(**kw):
-    r = {
-        "sweep": "s", "run_id": "run_x", "trial_id": "t1", "method": "imp", "scope": "global", "model": "convnet",
-        "dataset": "digits", "rewind": "weight", "rewind_step": 0, "guidance_weight": 0.0, "seed": 0, "level": 0,
-        "density": 1.0, "status": "ok", "test_acc": 0.9, "test_loss": 0.3, "cam_spearman": 1.0, "cam_iou": 1.0,
-        "cam_faithfulness": 0.1, "train_steps": 10, "train_seconds": 1.0, "explain_seconds": 0.1,
-        "git_sha": "abc", "config_json": "{}",
-    }
-    r.update(kw)
-    return r
-
-
-def test_write_once_and_readable_without_lthray(tmp_path):
-    assert results.write_row(tmp_path, row(level=0))
-    assert results.write_row(tmp_path, row(level=1, density=0.8))
+def test_write_once_and_readable_without_lthray(make_row, tmp_path):
+    assert results.write_row(tmp_path, make_row(level=0))
+    assert results.write_row(tmp_path, make_row(level=1, density=0.8))
     f = results.row_path(tmp_path, "run_x", 1)
     before = (f.stat().st_mtime_ns, f.read_bytes())
-    assert not results.write_row(tmp_path, row(level=1, density=0.5, test_acc=0.1))  # never rewritten
+    assert not results.write_row(tmp_path, make_row(level=1, density=0.5, test_acc=0.1))  # never rewritten
     assert (f.stat().st_mtime_ns, f.read_bytes()) == before
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]  # no temp file left behind
     t = pads.dataset(str(tmp_path)).to_table()  # plain pyarrow
@@ -36,8 +24,8 @@ def test_write_once_and_readable_without_lthray(tmp_path):
     assert results.read(tmp_path).schema.equals(results.SCHEMA)
 
 
-def test_hidden_temp_files_are_invisible_to_readers(tmp_path):
-    results.write_row(tmp_path, row())
+def test_hidden_temp_files_are_invisible_to_readers(make_row, tmp_path):
+    results.write_row(tmp_path, make_row())
     (tmp_path / ".run_y__L000.parquet.1234.tmp").write_bytes(b"half a file")
     assert pads.dataset(str(tmp_path)).to_table().num_rows == 1
     assert results.read(tmp_path).num_rows == 1
@@ -55,26 +43,26 @@ def test_hidden_temp_files_are_invisible_to_readers(tmp_path):
         ({"extra_col": 1}, "extra_col"),
     ],
 )
-def test_schema_is_enforced_at_write(tmp_path, bad, msg):
+def test_schema_is_enforced_at_write(make_row, tmp_path, bad, msg):
     with pytest.raises(results.SchemaError, match=msg):
-        results.write_row(tmp_path, row(**bad))
+        results.write_row(tmp_path, make_row(**bad))
     assert not list(tmp_path.iterdir())
 
 
-def test_missing_column_fails(tmp_path):
-    r = row()
+def test_missing_column_fails(make_row, tmp_path):
+    r = make_row()
     del r["cam_iou"]
     with pytest.raises(results.SchemaError, match="cam_iou"):
         results.write_row(tmp_path, r)
 
 
-def test_nan_metrics_are_stored_as_null(tmp_path):
-    results.write_row(tmp_path, row(cam_spearman=float("nan")))
+def test_nan_metrics_are_stored_as_null(make_row, tmp_path):
+    results.write_row(tmp_path, make_row(cam_spearman=float("nan")))
     assert results.read(tmp_path)["cam_spearman"].to_pylist() == [None]
 
 
-def test_read_names_foreign_and_corrupt_files(tmp_path):
-    results.write_row(tmp_path, row())
+def test_read_names_foreign_and_corrupt_files(make_row, tmp_path):
+    results.write_row(tmp_path, make_row())
     pq.write_table(pa.table({"a": [1]}), tmp_path / "foreign.parquet")
     with pytest.raises(results.ResultsError, match="foreign.parquet"):
         results.read(tmp_path)
@@ -83,8 +71,8 @@ def test_read_names_foreign_and_corrupt_files(tmp_path):
         results.read(tmp_path)
 
 
-def test_schema_version_mismatch_is_refused(tmp_path):
-    results.write_row(tmp_path, row())
+def test_schema_version_mismatch_is_refused(make_row, tmp_path):
+    results.write_row(tmp_path, make_row())
     f = results.row_path(tmp_path, "run_x", 0)
     t = pq.read_table(f)
     pq.write_table(t.replace_schema_metadata({"lthray.schema_version": "99"}), f)
