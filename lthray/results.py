@@ -11,12 +11,14 @@ import datetime as dt
 import math
 import os
 import subprocess
+import time
 import uuid
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 SCHEMA_VERSION = 2
@@ -101,12 +103,47 @@ def _check_row(row: dict[str, Any]) -> None:
         raise SchemaError(f"column 'status' is {row['status']!r}; allowed: {list(STATUSES)}")
 
 
+def is_uri(path: str | Path) -> bool:
+    """'s3://bucket/x', 'gs://...': storage reached through pyarrow.fs rather than the local disk."""
+    return "://" in str(path) and not str(path).startswith("file://")
+
+
+def local_path(path: str | Path) -> Path:
+    return Path(str(path).removeprefix("file://"))
+
+
+@lru_cache(maxsize=8)
+def _filesystem(root: str) -> pafs.FileSystem:
+    # One filesystem object per bucket: S3 clients are costly to make (and a mock:// one keeps its files).
+    return pafs.FileSystem.from_uri(root)[0]
+
+
+def remote(uri: str) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path inside it) for a storage URI."""
+    scheme, _, rest = str(uri).partition("://")
+    bucket = rest.split("/", 1)[0]
+    return _filesystem(f"{scheme}://{bucket}"), rest.rstrip("/")
+
+
+def row_name(run_id: str, level: int) -> str:
+    return f"{run_id}__L{level:03d}.parquet"
+
+
 def row_path(results_dir: str | Path, run_id: str, level: int) -> Path:
-    return Path(results_dir) / f"{run_id}__L{level:03d}.parquet"
+    return local_path(results_dir) / row_name(run_id, level)
 
 
-def has_row(results_dir: str | Path, run_id: str, level: int) -> bool:
-    return row_path(results_dir, run_id, level).exists()
+def _write_remote(results_dir: str, name: str, table: pa.Table) -> bool:
+    """Object stores publish an object whole when its upload completes, so no temp file is needed; they
+    have no create-if-absent, so two writers of one level may both upload (the same row, last wins)."""
+    fs, base = remote(results_dir)
+    path = f"{base}/{name}"
+    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+        return False
+    fs.create_dir(base, recursive=True)
+    with fs.open_output_stream(path) as out:
+        pq.write_table(table, out)
+    return True
 
 
 def write_row(results_dir: str | Path, row: dict[str, Any]) -> bool:
@@ -120,6 +157,8 @@ def write_row(results_dir: str | Path, row: dict[str, Any]) -> bool:
         table = pa.Table.from_pylist([full], schema=SCHEMA)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
         raise SchemaError(str(e)) from e
+    if is_uri(results_dir):
+        return _write_remote(str(results_dir), row_name(row["run_id"], row["level"]), table)
     final = row_path(results_dir, row["run_id"], row["level"])
     final.parent.mkdir(parents=True, exist_ok=True)
     if final.exists():
@@ -130,11 +169,16 @@ def write_row(results_dir: str | Path, row: dict[str, Any]) -> bool:
             pq.write_table(table, fh)
             fh.flush()
             os.fsync(fh.fileno())
+        pause = float(os.environ.get("LTHRAY_FAULT_WRITE_PAUSE") or 0)
+        if pause > 0:  # fault-injection hook: lets a test SIGKILL us while a file is half-published
+            time.sleep(pause)
         try:
             os.link(tmp, final)  # atomic and never overwrites: the first finisher wins
         except FileExistsError:
             return False
         _fsync_dir(final.parent)
+        for stale in final.parent.glob(f".{final.name}.*.tmp"):  # left by writers killed mid-write
+            stale.unlink(missing_ok=True)
         return True
     finally:
         tmp.unlink(missing_ok=True)
@@ -150,17 +194,24 @@ def _fsync_dir(path: Path) -> None:
 
 def result_files(results_dir: str | Path) -> list[Path]:
     """The published result files (hidden temp files and other names are not results)."""
-    d = Path(results_dir)
+    if is_uri(results_dir):
+        fs, base = remote(str(results_dir))
+        infos = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
+        names = sorted(i.base_name for i in infos if i.type == pafs.FileType.File)
+        return [f"{str(results_dir).rstrip('/')}/{n}" for n in names  # type: ignore[misc]
+                if n.endswith(".parquet") and not n.startswith((".", "_"))]
+    d = local_path(results_dir)
     return sorted(p for p in d.glob("*.parquet") if not p.name.startswith((".", "_"))) if d.is_dir() else []
 
 
 def read(results_dir: str | Path) -> pa.Table:
     """All rows under `results_dir`; ResultsError naming the first file that is not an lthray result."""
     files = result_files(results_dir)
+    fs = remote(str(results_dir))[0] if is_uri(results_dir) else None
     tables = []
     for p in files:
         try:
-            t = pq.read_table(p)
+            t = pq.read_table(remote(str(p))[1] if fs else p, filesystem=fs)
         except Exception as e:
             raise ResultsError(f"{p}: not a readable Parquet file ({type(e).__name__}: {e})") from e
         version = (t.schema.metadata or {}).get(b"lthray.schema_version")

@@ -123,7 +123,7 @@ class _null:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> tuple[float, float]:
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> tuple[float, float]:
     """(accuracy, mean cross-entropy) on (x, y); the model's train/eval mode is restored afterwards."""
     was_training = model.training
     model.eval()

@@ -30,6 +30,11 @@ class Preset:
         space = {k: v for k, v in self.space.items() if k not in overrides}
         return Preset(self.name, {**self.base, **overrides}, space, self.guided_space, self.num_samples, self.about)
 
+    def with_choices(self, choices: dict[str, list[Any]]) -> Preset:
+        """A copy that samples `choices` for those keys (and no longer fixes them in the base)."""
+        base = {k: v for k, v in self.base.items() if k not in choices}
+        return Preset(self.name, base, {**self.space, **choices}, self.guided_space, self.num_samples, self.about)
+
     def validate(self) -> None:
         """Build every config the space can produce; raises ConfigError naming the first bad one."""
         from_flat(self.base)

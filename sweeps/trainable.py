@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import math
 import os
@@ -10,11 +11,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import ray
 import torch
 from ray import tune
 
-from lthray.config import from_flat
-from lthray.lottery import STATE, run_trial
+from lthray.config import from_flat, run_id
+from lthray.lottery import STATE, TrialState, run_trial
 
 # final accuracy, final Grad-CAM fidelity and final concept fidelity (all to the dense model)
 OBJECTIVES = {"test_acc": "max", "cam_spearman": "max", "concept_topk_overlap": "max"}
@@ -25,23 +27,36 @@ def metrics_of(row: dict[str, Any]) -> dict[str, Any]:
     ok = row["status"] == "ok"
     return {
         "level": row["level"], "density": row["density"], "status": row["status"], "run_id": row["run_id"],
+        "train_steps": row["train_steps"], "node_id": ray.get_runtime_context().get_node_id(),
         "method": row["method"], "cam_iou": row.get("cam_iou"), "cam_faithfulness": row.get("cam_faithfulness"),
         "pcbm_acc": row.get("pcbm_acc"), "guidance_weight": row["guidance_weight"], "lambda_fid": row["lambda_fid"],
         **{k: (row[k] if ok and row[k] is not None and math.isfinite(row[k]) else 0.0) for k in OBJECTIVES},
     }
 
 
-def trainable(params: dict[str, Any], *, base: dict[str, Any], results_dir: str, sweep: str) -> None:
-    """Run the trial for base+params; resumes from Tune's checkpoint (the last finished level)."""
+def _level(path: Path) -> int:
+    return TrialState.load(path).level if path.exists() else -1
+
+
+def trainable(params: dict[str, Any], *, base: dict[str, Any], results_dir: str, sweep: str,
+              runs_dir: str | None = None) -> None:
+    """Run the trial for base+params, from whichever is further along: Tune's checkpoint or the run's
+    own folder RUNS_DIR/RUN_ID (shared by every trial of that config, so none redoes finished work)."""
     # Ray sets OMP_NUM_THREADS to the trial's CPUs; torch must use that many, not every core.
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # no "Checkpoint created" line per level
     cfg = from_flat({**base, **params})
-    workdir = Path(tempfile.mkdtemp(prefix="lthray-trial-"))
+    own = runs_dir is not None
+    workdir = Path(runs_dir) / run_id(cfg) if own else Path(tempfile.mkdtemp(prefix="lthray-trial-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    lock = open(workdir / ".lock", "w")  # noqa: SIM115 - held for the whole trial
+    fcntl.flock(lock, fcntl.LOCK_EX)  # two trials of one config: the second waits, then finds it done
     try:
         ckpt = tune.get_checkpoint()
         if ckpt is not None:
-            ckpt.to_directory(str(workdir))
+            with ckpt.as_directory() as d:
+                if _level(Path(d) / STATE) > _level(workdir / STATE):
+                    shutil.copy2(Path(d) / STATE, workdir / STATE)
         reported = []
 
         def on_level(row: dict[str, Any]) -> None:
@@ -59,4 +74,6 @@ def trainable(params: dict[str, Any], *, base: dict[str, Any], results_dir: str,
         if not reported and rows:  # restored after its last level: report the final result once more
             tune.report(metrics_of(rows[-1]))
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        lock.close()
+        if not own:
+            shutil.rmtree(workdir, ignore_errors=True)

@@ -90,7 +90,7 @@ def faithfulness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, maps: np.nd
 
 def gradcam_tensor(model: nn.Module, layer: nn.Module, x: torch.Tensor, y: torch.Tensor,
                    create_graph: bool = False) -> torch.Tensor:
-    """Grad-CAM at the layer's resolution (N, h, w) as a differentiable tensor, min-max scaled per image.
+    """Grad-CAM at the layer's resolution (N, h, w) as a differentiable tensor (unnormalised, >= 0).
 
     Written by hand because pytorch-grad-cam returns detached numpy maps: explanation-preserving
     retraining needs gradients *through* the map (create_graph=True), which no CAM library offers.
@@ -105,18 +105,26 @@ def gradcam_tensor(model: nn.Module, layer: nn.Module, x: torch.Tensor, y: torch
     a = acts[0]
     score = logits.gather(1, y[:, None]).sum()
     (grad,) = torch.autograd.grad(score, a, create_graph=create_graph)
-    cam = torch.relu((grad.mean(dim=(2, 3), keepdim=True) * a).sum(1))
-    lo = cam.flatten(1).min(1).values[:, None, None]
-    hi = cam.flatten(1).max(1).values[:, None, None]
-    return (cam - lo) / (hi - lo + 1e-7)
+    return torch.relu((grad.mean(dim=(2, 3), keepdim=True) * a).sum(1))
 
 
 def fidelity_loss(model: nn.Module, layer: nn.Module, x: torch.Tensor, y: torch.Tensor,
                   dense_maps: torch.Tensor) -> torch.Tensor:
-    """1 - cos(CAM_model, CAM_dense), mean over images; dense maps at input resolution are pooled down."""
-    cam = gradcam_tensor(model, layer, x, y, create_graph=True)
-    ref = torch.nn.functional.adaptive_avg_pool2d(dense_maps.to(cam)[:, None], cam.shape[-2:])[:, 0]
-    return (1 - torch.nn.functional.cosine_similarity(cam.flatten(1), ref.flatten(1), dim=1)).mean()
+    """1 - cos(CAM_model, CAM_dense), mean over images; dense maps at input resolution are pooled down.
+
+    Cosine is scale-free, so the maps need no normalising (min-max scaling divides by a near-zero range
+    when a map is nearly flat, and its second-order gradients then overflow). Images whose map is
+    (nearly) zero carry no direction to align and are left out rather than divided by ~0.
+    """
+    cam2d = gradcam_tensor(model, layer, x, y, create_graph=True).float()
+    ref = torch.nn.functional.adaptive_avg_pool2d(dense_maps.to(cam2d)[:, None], cam2d.shape[-2:])[:, 0].flatten(1)
+    cam = cam2d.flatten(1)
+    norm = cam.norm(dim=1)
+    ok = (norm > 1e-3).detach() & (ref.norm(dim=1) > 0)
+    if not ok.any():
+        return cam.sum() * 0.0  # keeps the graph, adds nothing
+    cos = (cam[ok] * ref[ok]).sum(1) / (norm[ok] * ref[ok].norm(dim=1))
+    return (1 - cos).mean()
 
 
 @dataclass

@@ -199,7 +199,7 @@ def fit_pcbm(train_feats: torch.Tensor, train_sim: torch.Tensor, train_y: torch.
 
 
 @torch.no_grad()
-def features(model: nn.Module, x: torch.Tensor, batch: int = 1000) -> torch.Tensor:
+def features(model: nn.Module, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
     """Penultimate features of `model` on x, in eval mode (mode restored)."""
     was = model.training
     model.eval()

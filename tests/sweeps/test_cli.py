@@ -30,6 +30,10 @@ from sweeps import imp_vs_guided as cli
         (["--set", "bogus.key=1"], ["bogus.key", "train.epochs"]),
         (["--set", "novalue"], ["novalue", "KEY=VALUE"]),
         (["--resume"], ["--resume", "no sweep to resume"]),
+        (["--choice", "train.lr="], ["train.lr=", "KEY=V1,V2"]),
+        (["--choice", "prune.rate=0.5,1.5"], ["prune.rate", "1.5", "(0, 1)"]),
+        (["--choice", "prune.method=imp,voodoo"], ["voodoo", "cam_guided", "stability"]),
+        (["--config", "/nonexistent/sweep.yaml"], ["/nonexistent/sweep.yaml", "JSON or YAML"]),
     ],
 )
 def test_bad_input_is_refused_with_one_line_and_exit_2(tmp_path, capsys, flags, words):
@@ -43,6 +47,40 @@ def test_bad_input_is_refused_with_one_line_and_exit_2(tmp_path, capsys, flags, 
     for w in words:
         assert w in last, (w, last)
     assert not storage.exists()  # nothing written
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("set: {prune.levels: 0}", ["prune.levels=0", "[1, 100]"]),
+        ("set: [1, 2]", ["'set' and 'choices' must be mappings"]),
+        ("choices: {train.lr: 0.1}", ["choices.train.lr=0.1", "non-empty list"]),
+        ("sweep: {}", ["['sweep']", "'set' and/or 'choices'"]),
+        ("- just\n- a list", ["list", "'set' and/or 'choices'"]),
+        ("set: {a: [unclosed", ["not valid JSON/YAML"]),
+        ('{"set": {"model.name": "alexnet"}}', ["alexnet", "resnet20"]),
+    ],
+)
+def test_bad_config_files_are_refused(tmp_path, capsys, text, words):
+    cfg = tmp_path / "sweep.yaml"
+    cfg.write_text(text)
+    storage = tmp_path / "runs"
+    assert cli.main(["--storage", str(storage), "--preset", "smoke", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:")
+    for w in words:
+        assert w in err[0], (w, err[0])
+    assert not storage.exists()
+
+
+def test_config_file_and_flags_compose(tmp_path):
+    cfg = tmp_path / "sweep.yaml"
+    cfg.write_text("set: {train.epochs: 3}\nchoices: {train.lr: [0.05, 0.1]}\n")
+    args = cli.parser().parse_args(["--preset", "smoke", "--config", str(cfg), "--set", "train.epochs=4",
+                                    "--storage", str(tmp_path / "runs")])
+    preset, _ = cli.validate(args)
+    assert preset.base["train.epochs"] == 4  # flags win over the file
+    assert preset.space["train.lr"] == [0.05, 0.1] and "train.lr" not in preset.base
 
 
 def test_storage_that_is_a_file_is_refused(tmp_path, capsys):

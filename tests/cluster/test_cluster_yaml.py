@@ -1,0 +1,70 @@
+"""cluster.yaml is a valid Ray cluster-launcher config, checked offline with Ray's own schema."""
+
+import copy
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+STORAGE_PLACEHOLDER = "s3://YOUR-BUCKET/lthray"
+
+
+@pytest.fixture(scope="module")
+def config():
+    return yaml.safe_load((ROOT / "cluster.yaml").read_text())
+
+
+def test_ray_schema_accepts_it(config):
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    prepared = prepare_config(copy.deepcopy(config))
+    validate_config(prepared)
+    assert prepared["head_node_type"] in prepared["available_node_types"]
+
+
+def test_a_gpu_worker_type_scales_from_zero(config):
+    types = config["available_node_types"]
+    gpu = [name for name, t in types.items() if t.get("resources", {}).get("GPU", 0) >= 1]
+    assert gpu, "no node type offers GPUs"
+    for name in gpu:
+        assert name != config["head_node_type"]
+        assert types[name]["min_workers"] == 0
+        assert types[name]["max_workers"] >= 1
+    assert types[config["head_node_type"]]["resources"].get("GPU", 0) == 0
+
+
+def test_setup_installs_this_project(config):
+    cmds = config["setup_commands"]
+    assert isinstance(cmds, list) and all(isinstance(c, str) for c in cmds)
+    assert any(re.search(r"pip install .*-e ~/lthray\b", c) for c in cmds)
+    assert config["file_mounts"]["~/lthray"] == "."
+    assert ".venv" in config["rsync_exclude"]
+
+
+def test_no_secrets_and_no_extra_ports(config):
+    text = (ROOT / "cluster.yaml").read_text()
+    assert not re.search(r"AKIA[0-9A-Z]{16}|aws_secret_access_key|BEGIN [A-Z ]*PRIVATE KEY", text)
+    assert "security_group" not in text.lower() and "IpPermissions" not in text
+    head = " ".join(config["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in head
+
+
+def test_readme_cluster_section_uses_the_same_placeholder_and_real_flags(config):
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Running on a cluster", 1)[1].split("\n## ", 1)[0]
+    assert STORAGE_PLACEHOLDER in (ROOT / "cluster.yaml").read_text()
+    assert STORAGE_PLACEHOLDER in section
+    for cmd in ("ray up cluster.yaml", "ray down cluster.yaml", "--resume", "--address auto"):
+        assert cmd in section, cmd
+    # every flag the section passes to the sweep exists
+    from sweeps.imp_vs_guided import parser
+
+    known = {a for action in parser()._actions for a in action.option_strings}
+    commands = section.replace("\\\n", " ").splitlines()
+    sweep_args = [line.split("imp_vs_guided.py", 1)[1].split(" -- ", 1)[-1] for line in commands
+                  if "imp_vs_guided.py" in line]
+    assert sweep_args
+    used = {f for a in sweep_args for f in re.findall(r"(?<=\s)(--[a-z][a-z-]+)", " " + a)}
+    assert used and used <= known, used - known
