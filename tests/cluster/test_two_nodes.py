@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -46,8 +47,10 @@ def test_sweep_spreads_over_two_nodes_and_cleans_up(tmp_path):
     # Ray's socket paths must stay short: a temp dir under /tmp, not pytest's deep tmp_path.
     temp = Path(tempfile.mkdtemp(prefix="lthray-ray-", dir="/tmp"))
     port = free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1",
-           "PYTHONUNBUFFERED": "1"}
+    # Token auth, with a token of this test's own: nothing is read from or written to ~/.ray.
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
+           "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    env.pop("RAY_AUTH_TOKEN_PATH", None)
     env.pop("RAY_ADDRESS", None)
     node = ["--num-cpus=1", "--object-store-memory=100000000", "--node-ip-address=127.0.0.1"]
     try:
