@@ -7,13 +7,12 @@ the same command again continues (or, if finished, returns at once): a run never
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import torch
 
-from lthray.config import ConfigError, from_flat, run_id
+from lthray.config import ConfigError, from_flat, parse_value, run_id
 from lthray.lottery import run_trial
 
 
@@ -32,10 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         if not eq:
             print(f"error: --set {item!r} is not KEY=VALUE (e.g. train.epochs=6)", file=sys.stderr)
             return 2
-        try:
-            flat[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            flat[key] = raw
+        flat[key] = parse_value(raw)
     try:
         cfg = from_flat(flat)
     except ConfigError as e:

@@ -41,6 +41,14 @@ def parse_steps(spec: str | int, steps_per_epoch: int) -> int:
     return n * steps_per_epoch if unit == "ep" else n
 
 
+def parse_value(text: str) -> Any:
+    """A command-line value: JSON if it parses ('2', '0.5', 'true', '[20, 40]'), else the bare string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str = "digits"

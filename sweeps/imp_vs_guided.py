@@ -21,7 +21,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from lthray.config import ConfigError, from_flat
+from lthray.config import ConfigError, from_flat, parse_value
 from lthray.results import is_uri, remote
 from sweeps.presets import PRESETS, Preset, is_guided, sample
 
@@ -59,24 +59,14 @@ def _override(s: str) -> tuple[str, Any]:
     key, eq, raw = s.partition("=")
     if not eq or not key:
         raise argparse.ArgumentTypeError(f"--set {s!r} is not KEY=VALUE (e.g. train.epochs=2)")
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw  # bare strings: --set model.name=resnet20
-    return key.strip(), value
+    return key.strip(), parse_value(raw)  # bare strings too: --set model.name=resnet20
 
 
 def _choice(s: str) -> tuple[str, list[Any]]:
     key, eq, raw = s.partition("=")
     if not eq or not key or not raw:
         raise argparse.ArgumentTypeError(f"--choice {s!r} is not KEY=V1,V2,... (e.g. train.lr=0.05,0.1)")
-    values = []
-    for item in raw.split(","):
-        try:
-            values.append(json.loads(item))
-        except json.JSONDecodeError:
-            values.append(item)
-    return key.strip(), values
+    return key.strip(), [parse_value(item) for item in raw.split(",")]
 
 
 def load_config_file(path: str) -> tuple[dict[str, Any], dict[str, list[Any]]]:
