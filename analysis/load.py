@@ -22,9 +22,11 @@ def newest_results(root: str | Path = "runs") -> Path:
 
 
 def load_rows(results_dir: str | Path) -> pd.DataFrame:
-    """Every row, one per (run_id, level); duplicates would be a bug upstream, so they are an error."""
-    d = Path(results_dir)
-    if not d.is_dir():
+    """Every row, one per (run_id, level), from a folder or a storage URI (s3://...).
+
+    Duplicates would be a bug upstream, so they are an error."""
+    d = str(results_dir) if results.is_uri(results_dir) else Path(results_dir)
+    if isinstance(d, Path) and not d.is_dir():
         raise AnalysisError(f"--results={d} is not a folder; expected a sweep's results folder")
     try:
         df = results.read(d).to_pandas()

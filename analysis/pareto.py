@@ -49,7 +49,8 @@ def front_chart(trials: pd.DataFrame, front: pd.DataFrame, fid: str = FIDELITY) 
         y=alt.Y("test_acc:Q", title="final test accuracy", scale=alt.Scale(zero=False)),
     )
     points = base.mark_point(filled=True, size=70, opacity=0.85).encode(
-        color=alt.Color("density:Q", scale=alt.Scale(type="log", scheme="viridis"), title="density"),
+        color=alt.Color("density:Q", scale=alt.Scale(type="log", scheme="viridis"), title="density",
+                        legend=alt.Legend(format=".2~%")),
         shape=alt.Shape("method:N", title="method"),
         tooltip=["method", "run_id", "rewind", "rewind_step", "guidance_weight", "lambda_fid", "seed",
                  alt.Tooltip("density:Q", format=".4f"),
@@ -104,9 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="output folder (default: the sweep's folder / analysis)")
     args = p.parse_args(argv)
     try:
-        results_dir = Path(args.results) if args.results else newest_results()
+        results_dir = args.results or newest_results()
         rows = load_rows(results_dir)
-        out = Path(args.out) if args.out else results_dir.parent / "analysis"
+        if args.out is None and "://" in str(results_dir):
+            raise AnalysisError(f"--results={results_dir} is remote: pass --out, a local folder for the plots")
+        out = Path(args.out) if args.out else Path(results_dir).parent / "analysis"
         if out.exists() and not out.is_dir():
             raise AnalysisError(f"--out={out} is a file; expected a folder")
     except AnalysisError as e:

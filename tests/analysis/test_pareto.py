@@ -86,3 +86,13 @@ def test_bad_results_are_refused_clearly(make_row, tmp_path, capsys, case):
               "foreign": "zz.parquet", "file_out": "is a file"}[case]
     assert expect in err
     assert not out.is_dir()
+
+
+def test_results_on_an_object_store_are_analysed(make_row, tmp_path):
+    """The s3:// code path, on pyarrow's in-memory mock:// filesystem (same process, no network)."""
+    uri = "mock://bucket/sweep/results"
+    _write(make_row, uri, "r1", "imp", [0.99, 0.9], [1.0, 0.7])
+    _write(make_row, uri, "r2", "random", [0.99, 0.5], [1.0, 0.3])
+    assert pareto.main(["--results", uri, "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "pareto.png").exists()
+    assert set(pd.read_csv(tmp_path / "out" / "trials.csv")["run_id"]) == {"r1", "r2"}

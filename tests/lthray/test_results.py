@@ -78,3 +78,14 @@ def test_schema_version_mismatch_is_refused(make_row, tmp_path):
     pq.write_table(t.replace_schema_metadata({"lthray.schema_version": "99"}), f)
     with pytest.raises(results.ResultsError, match="schema version 99"):
         results.read(tmp_path)
+
+
+def test_object_store_results_are_written_once(make_row):
+    """s3:// storage goes through pyarrow.fs; mock:// is its in-memory twin (one per process)."""
+    uri = "mock://bucket/t/results"
+    assert results.write_row(uri, make_row(level=0))
+    assert not results.write_row(uri, make_row(level=0, test_acc=0.1))
+    assert results.write_row(uri, make_row(level=1))
+    assert [p.rsplit("/", 1)[1] for p in results.result_files(uri)] == ["run_x__L000.parquet", "run_x__L001.parquet"]
+    t = results.read(uri)
+    assert t.num_rows == 2 and t["test_acc"].to_pylist() == [0.9, 0.9]
