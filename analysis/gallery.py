@@ -83,7 +83,7 @@ def gallery(rows: pd.DataFrame, out: Path, images: int = 2) -> Path | None:
             for ax in ax_row:
                 ax.axis("off")
     fig.suptitle("Grad-CAM of the same probe images as pruning proceeds (true class)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))  # room for the title
     path = out / "gallery.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -120,12 +120,17 @@ def normalise(scores: Scores, mask: Mask) -> Scores:
 
 
 def mix(base: Scores, guide: Scores, g: float, mask: Mask) -> Scores:
-    """(1 - g) * normalise(base) + g * normalise(guide); g = 0 returns normalise(base) exactly."""
+    """(1 - g) * normalise(base) + g * normalise(guide); g = 0 returns normalise(base) exactly.
+
+    A layer on which the guide has no opinion (all its alive scores zero: e.g. the classifier head for
+    concept saliency, whose objective stops at the features) keeps the base criterion's scores. Without
+    this, global ranking would prune such a layer away first and disconnect the network.
+    """
     a = normalise(base, mask)
     if g == 0:
         return a
     b = normalise(guide, mask)
-    return {k: (1 - g) * a[k] + g * b[k] for k in a}
+    return {k: (1 - g) * a[k] + g * b[k] if bool((guide[k][mask[k]] != 0).any()) else a[k] for k in a}
 
 
 @dataclass(frozen=True)

@@ -94,3 +94,15 @@ def test_explanation_preserving_retraining_changes_training(tiny_cfg, tmp_path):
     wb = TrialState.load(tmp_path / "b" / lottery.STATE).weights
     assert not all(torch.equal(wa[k], wb[k]) for k in wa)
     assert fid[-1]["lambda_fid"] == 1.0
+
+
+def test_a_layer_the_guide_ignores_keeps_its_base_scores(ctx_extras):
+    """Concept saliency never reaches the classifier head; pure guidance (g=1) must not prune it away."""
+    model, extras = ctx_extras
+    ctx = ScoreContext(model, masks.ones(model), 0, 1, extras)
+    base, guide = CRITERIA.get("magnitude")(ctx), CRITERIA.get("concept")(ctx)
+    assert float(guide["fc.weight"].abs().sum()) == 0.0  # the objective stops at the features
+    mixed = mix(base, guide, 1.0, ctx.mask)
+    assert torch.equal(mixed["fc.weight"], base["fc.weight"] / max(float(v.max()) for v in base.values()))
+    new = masks.prune(mixed, ctx.mask, 0.5)
+    assert 0 < int(new["fc.weight"].sum()) < new["fc.weight"].numel()
