@@ -7,6 +7,7 @@ step k sees exactly the batches an uninterrupted run would have seen from step k
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -77,7 +78,7 @@ def train(
             torch._foreach_mul_(masked, fmask)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
                           weight_decay=cfg.weight_decay)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else _null()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     model.train()
     t0, perm, perm_epoch = time.perf_counter(), None, -1
     last_loss = torch.zeros((), device=device)
@@ -112,14 +113,6 @@ def train(
     if end > start and not math.isfinite(loss_val):
         raise Diverged(f"loss became {loss_val} at step {end - 1}")
     return TrainResult(steps=end - start, seconds=time.perf_counter() - t0, last_loss=loss_val)
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *a: object) -> None:
-        return None
 
 
 @torch.no_grad()
