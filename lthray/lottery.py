@@ -101,7 +101,7 @@ def _concept_columns(cfg: TrialConfig, model: torch.nn.Module, data: data_mod.Da
     pcbm = concepts_mod.fit_pcbm(feats, bank.train_sim, data.train_y, steps=cc.proj_steps, C=cc.C,
                                  l1_ratio=cc.l1_ratio, seed=cfg.seed)
     test_feats = concepts_mod.features(model, data.test_x)
-    acc = float((pcbm.logits(test_feats).argmax(1) == data.test_y.cpu()).float().mean())
+    acc = float((pcbm.logits(test_feats).argmax(1).cpu() == data.test_y.cpu()).float().mean())
     state.pcbm = pcbm.to_state()
     if not state.dense_pcbm:
         state.dense_pcbm = pcbm.to_state()
