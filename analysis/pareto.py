@@ -41,6 +41,31 @@ def pareto_front(df: pd.DataFrame, x: str, y: str, by: str | None = "method") ->
     return d.loc[keep].sort_values(x).reset_index(drop=True)
 
 
+DENSITY_BINS = (1.0, 0.5, 0.25, 0.1, 0.05, 0.025, 0.01, 0.005, 0.0025, 0.001, 0.0)
+
+
+def density_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Mean and spread of each metric per (method, g, lambda_fid) at matched densities.
+
+    Trials end at different densities, so a fair comparison bins every healthy level by density
+    (bins (lo, hi]; the dense level is its own bin), averages within each trial first, then across trials.
+    """
+    ok = rows[rows["status"] == "ok"].copy()
+    edges = sorted(DENSITY_BINS)
+    bins = pd.cut(ok["density"], bins=edges, right=True)
+    ok["density_bin"] = bins.astype(str).where(ok["level"] > 0, "dense")
+    ok["_upper"] = bins.map(lambda b: b.right).astype(float).where(ok["level"] > 0, 2.0)  # for sorting
+    metrics = [m for m in ("test_acc", FIDELITY, "cam_iou", CONCEPT, "pcbm_acc") if m in ok]
+    family = ["method", "guidance_weight", "lambda_fid"]
+    per_trial = ok.groupby([*family, "density_bin", "run_id"], as_index=False)[[*metrics, "_upper"]].mean()
+    groups = per_trial.groupby([*family, "density_bin"])
+    out = groups[metrics].agg(["mean", "std"])
+    out.columns = [f"{m}_{stat}" for m, stat in out.columns]
+    out["trials"] = groups["run_id"].nunique()
+    out["_upper"] = groups["_upper"].first()
+    return out.reset_index().sort_values([*family, "_upper"], ascending=[True] * 3 + [False]).drop(columns="_upper")
+
+
 def front_chart(trials: pd.DataFrame, front: pd.DataFrame, fid: str = FIDELITY) -> alt.LayerChart:
     """Final accuracy vs a fidelity measure: every trial, and each method's Pareto front ringed."""
     FIDELITY = fid  # noqa: N806 - the encodings below name the x field
@@ -134,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     lc.save(out / "lth_curve.png", scale_factor=2)
     cc.save(out / "concept_curve.png", scale_factor=2)
     concept_shift(rows).to_csv(out / "concept_shift.csv", index=False)
+    density_table(rows).to_csv(out / "by_density.csv", index=False, float_format="%.4f")
     g = gallery(rows, out)
     diverged = rows.loc[rows["status"] != "ok", "run_id"].nunique()
     print(f"{len(trials)} trials ({diverged} diverged, left out), "

@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -96,3 +97,17 @@ def test_results_on_an_object_store_are_analysed(make_row, tmp_path):
     assert pareto.main(["--results", uri, "--out", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "pareto.png").exists()
     assert set(pd.read_csv(tmp_path / "out" / "trials.csv")["run_id"]) == {"r1", "r2"}
+
+
+def test_density_table_compares_methods_at_matched_densities(make_row, tmp_path):
+    res = tmp_path / "res"
+    _write(make_row, res, "r1", "imp", [0.99, 0.9, 0.8], [1.0, 0.8, 0.6])  # densities 1, 0.5, 0.25
+    _write(make_row, res, "r2", "imp", [0.97, 0.7, 0.6], [1.0, 0.6, 0.4])
+    _write(make_row, res, "r3", "random", [0.99, 0.5, 0.2], [1.0, 0.3, 0.1])
+    t = pareto.density_table(results.read(res).to_pandas())
+    imp = t[t["method"] == "imp"].set_index("density_bin")
+    assert list(imp.index) == ["dense", "(0.25, 0.5]", "(0.1, 0.25]"]
+    assert imp.loc["(0.25, 0.5]", "test_acc_mean"] == pytest.approx(0.8)
+    assert imp.loc["(0.25, 0.5]", "cam_spearman_std"] == pytest.approx(np.std([0.8, 0.6], ddof=1))
+    assert imp.loc["dense", "trials"] == 2
+    assert t[t["method"] == "random"]["trials"].tolist() == [1, 1, 1]
