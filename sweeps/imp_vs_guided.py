@@ -1,4 +1,4 @@
-"""Sweep magnitude IMP against other pruning methods with Ray Tune + Optuna (multi-objective).
+"""Sweep magnitude IMP against random and explanation-guided pruning with Ray Tune + Optuna (3 objectives).
 
     python sweeps/imp_vs_guided.py --preset digits --num-samples 8
     python sweeps/imp_vs_guided.py --preset digits --num-samples 8 --resume     # after a crash / Ctrl+C
