@@ -68,9 +68,8 @@ def density_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 def front_chart(trials: pd.DataFrame, front: pd.DataFrame, fid: str = FIDELITY) -> alt.LayerChart:
     """Final accuracy vs a fidelity measure: every trial, and each method's Pareto front ringed."""
-    FIDELITY = fid  # noqa: N806 - the encodings below name the x field
     base = alt.Chart(trials).encode(
-        x=alt.X(f"{FIDELITY}:Q", title=AXIS[fid], scale=alt.Scale(zero=False)),
+        x=alt.X(f"{fid}:Q", title=AXIS[fid], scale=alt.Scale(zero=False)),
         y=alt.Y("test_acc:Q", title="final test accuracy", scale=alt.Scale(zero=False)),
     )
     points = base.mark_point(filled=True, size=70, opacity=0.85).encode(
@@ -79,15 +78,15 @@ def front_chart(trials: pd.DataFrame, front: pd.DataFrame, fid: str = FIDELITY) 
         shape=alt.Shape("method:N", title="method"),
         tooltip=["method", "run_id", "rewind", "rewind_step", "guidance_weight", "lambda_fid", "seed",
                  alt.Tooltip("density:Q", format=".4f"),
-                 alt.Tooltip("test_acc:Q", format=".4f"), alt.Tooltip(f"{FIDELITY}:Q", format=".3f")],
+                 alt.Tooltip("test_acc:Q", format=".4f"), alt.Tooltip(f"{fid}:Q", format=".3f")],
     )
     # the front of each method: a step line through its non-dominated trials, each ringed
     lines = alt.Chart(front).mark_line(strokeWidth=1.5, interpolate="step-after", color="#444").encode(
-        x=f"{FIDELITY}:Q", y="test_acc:Q", strokeDash=alt.StrokeDash("method:N", title="Pareto front"),
+        x=f"{fid}:Q", y="test_acc:Q", strokeDash=alt.StrokeDash("method:N", title="Pareto front"),
         detail="method:N",
     )
     rings = alt.Chart(front).mark_point(size=260, strokeWidth=1.5, color="#444").encode(
-        x=f"{FIDELITY}:Q", y="test_acc:Q", shape=alt.Shape("method:N")
+        x=f"{fid}:Q", y="test_acc:Q", shape=alt.Shape("method:N")
     )
     return (lines + rings + points).properties(width=380, height=300, title=f"Accuracy vs {AXIS[fid].split(' (')[0]}")
 

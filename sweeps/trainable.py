@@ -23,7 +23,7 @@ OBJECTIVES = {"test_acc": "max", "cam_spearman": "max", "concept_topk_overlap": 
 
 
 def metrics_of(row: dict[str, Any]) -> dict[str, Any]:
-    """What a trial reports to Tune. A diverged level scores 0 on both objectives (worst possible)."""
+    """What a trial reports to Tune. A diverged level scores 0 on every objective (worst possible)."""
     ok = row["status"] == "ok"
     return {
         "level": row["level"], "density": row["density"], "status": row["status"], "run_id": row["run_id"],
