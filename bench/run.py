@@ -127,7 +127,7 @@ def _explain_parts(cfg) -> dict[str, float]:
     out["grad-cam"], t = time.perf_counter() - t, time.perf_counter()
     faithfulness(model, d.probe_x, d.probe_y, maps, cfg.explain)
     out[cfg.explain.faithfulness], t = time.perf_counter() - t, time.perf_counter()
-    bank = concepts.concept_bank(cfg.data.dataset, cfg.concepts.clip_model, cfg.concepts.clip_pretrained)
+    bank = concepts.concept_bank(d, cfg.concepts.clip_model, cfg.concepts.clip_pretrained)
     feats = concepts.features(model, d.train_x)
     out["features"], t = time.perf_counter() - t, time.perf_counter()
     concepts.fit_pcbm(feats, bank.train_sim, d.train_y, steps=cfg.concepts.proj_steps, C=cfg.concepts.C,

@@ -140,7 +140,7 @@ def run_trial(
     gi = data_mod.guide_idx(data, cfg.explain.guide_size)
     gx, gy = data.train_x[gi], data.train_y[gi]
     cc = cfg.concepts
-    bank = concepts_mod.concept_bank(cfg.data.dataset, cc.clip_model, cc.clip_pretrained) if cc.enabled else None
+    bank = concepts_mod.concept_bank(data, cc.clip_model, cc.clip_pretrained) if cc.enabled else None
     base_row = {
         "sweep": sweep, "run_id": rid, "trial_id": trial_id or rid, "method": cfg.prune.method,
         "scope": cfg.prune.scope, "model": cfg.model.name, "dataset": cfg.data.dataset, "rewind": cfg.prune.rewind,

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from lthray.data import Data, cache_dir
 
 HERE = Path(__file__).resolve().parent
 VOCAB_DIR = HERE.parent / "concepts"
@@ -98,33 +99,35 @@ class Bank:
     train_sim: torch.Tensor  # (N_train, n_concepts)
 
 
-@lru_cache(maxsize=4)
-def _bank_cached(dataset: str, model_name: str, pretrained: str, cache: str) -> Bank:
-    from lthray import data as data_mod
+_BANKS: dict[tuple[str, str, str, str], Bank] = {}  # per process: trials in one worker share a bank
 
+
+def concept_bank(data: Data, model_name: str, pretrained: str) -> Bank:
+    """CLIP similarities of `data`'s training images with its concepts (cached on disk and in memory).
+
+    Takes the trial's own Data: the images are needed only on a disk-cache miss, and reloading the
+    dataset here would hold a second copy of it (600 MB for CIFAR-10) for the rest of the process.
+    """
+    dataset = data.spec.name
+    key = (dataset, model_name, pretrained, str(cache_dir()))
+    if key in _BANKS:
+        return _BANKS[key]
     concepts = vocabulary(dataset)
     name = bank_name(model_name, pretrained)
-    path = Path(cache) / "clip" / f"{dataset}__{model_name}__{pretrained or 'random'}.pt"
-    if path.exists():
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        if saved["concepts"] == concepts:
-            return Bank(name, concepts, saved["train_sim"])
-    d = data_mod.load(dataset, 2, "cpu")
-    images = (d.train_x * d.std + d.mean).clamp(0, 1)
-    model, tok = load_clip(model_name, pretrained)
-    sim = clip_similarities(model, tok, concepts, images)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({"concepts": concepts, "train_sim": sim}, tmp)
-    os.replace(tmp, path)  # concurrent trials may race to write it: both write the same thing, atomically
-    return Bank(name, concepts, sim)
-
-
-def concept_bank(dataset: str, model_name: str, pretrained: str) -> Bank:
-    """CLIP similarities of the training images with the dataset's concepts (cached on disk and in memory)."""
-    from lthray.data import cache_dir
-
-    return _bank_cached(dataset, model_name, pretrained, str(cache_dir()))
+    path = cache_dir() / "clip" / f"{dataset}__{model_name}__{pretrained or 'random'}.pt"
+    saved = torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
+    if saved is not None and saved["concepts"] == concepts:
+        sim = saved["train_sim"]
+    else:
+        images = (data.train_x.cpu() * data.std + data.mean).clamp(0, 1)
+        model, tok = load_clip(model_name, pretrained)
+        sim = clip_similarities(model, tok, concepts, images)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save({"concepts": concepts, "train_sim": sim}, tmp)
+        os.replace(tmp, path)  # concurrent trials may race to write it: both write the same thing, atomically
+    _BANKS[key] = Bank(name, concepts, sim)
+    return _BANKS[key]
 
 
 def _std(a: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ def ctx_extras(digits):
     model = build("convnet", 10, 0)
     gi = data_mod.guide_idx(digits, 32)
     gx, gy = digits.train_x[gi], digits.train_y[gi]
-    bank = concept_bank("digits", "lthray-tiny-clip", "")
+    bank = concept_bank(digits, "lthray-tiny-clip", "")
     pcbm = fit_pcbm(features(model, digits.train_x), bank.train_sim, digits.train_y, steps=20, C=0.5,
                     l1_ratio=0.5, seed=0)
     start = {k: v + 0.01 * torch.randn_like(v) if v.is_floating_point() else v for k, v in model.state_dict().items()}

@@ -14,19 +14,19 @@ def test_vocabularies_ship_with_the_package():
     assert "wheels" in concepts.vocabulary("cifar10") and "a closed loop" in concepts.vocabulary("digits")
 
 
-def test_random_bank_runs_the_real_open_clip_path_offline_and_is_cached(tmp_path, monkeypatch):
+def test_random_bank_runs_the_real_open_clip_path_offline_and_is_cached(digits, tmp_path, monkeypatch):
     monkeypatch.setenv("LTHRAY_DATA", str(tmp_path))
-    concepts._bank_cached.cache_clear()
-    bank = concepts.concept_bank("digits", "lthray-tiny-clip", "")
+    concepts._BANKS.clear()
+    bank = concepts.concept_bank(digits, "lthray-tiny-clip", "")
     assert bank.train_sim.shape == (1437, len(concepts.vocabulary("digits")))
     assert bank.name == "lthray-tiny-clip/random"
     assert torch.all(bank.train_sim.abs() <= 1 + 1e-5)
     cached = list((tmp_path / "clip").glob("*.pt"))
     assert len(cached) == 1
-    concepts._bank_cached.cache_clear()
-    again = concepts.concept_bank("digits", "lthray-tiny-clip", "")  # from the disk cache
+    concepts._BANKS.clear()
+    again = concepts.concept_bank(digits, "lthray-tiny-clip", "")  # from the disk cache
     assert torch.equal(again.train_sim, bank.train_sim)
-    concepts._bank_cached.cache_clear()
+    concepts._BANKS.clear()
 
 
 def test_pretrained_weights_offline_fail_clearly(monkeypatch):
