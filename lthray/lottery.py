@@ -23,7 +23,7 @@ import torch
 from lthray import data as data_mod
 from lthray import masks, results
 from lthray.config import TrialConfig, run_id, to_json
-from lthray.criteria import ScoreContext, scores_for
+from lthray.criteria import METHODS, ScoreContext, scores_for
 from lthray.explain import concepts as concepts_mod
 from lthray.explain.cam import explain, fidelity_loss, gradcam
 from lthray.models import build
@@ -195,7 +195,8 @@ def run_trial(
             rep = explain(model, model.cam_layer, px, py, ref, cfg.explain)
             if level == 0:
                 state.dense_maps = torch.from_numpy(np.ascontiguousarray(rep.maps))
-                state.guide_maps = torch.from_numpy(gradcam(model, model.cam_layer, gx, gy))
+                if METHODS.get(cfg.prune.method).guide == "cam" or cfg.prune.lambda_fid > 0:  # their only readers
+                    state.guide_maps = torch.from_numpy(gradcam(model, model.cam_layer, gx, gy))
             row.update(test_acc=acc, test_loss=loss, cam_spearman=rep.spearman, cam_iou=rep.iou,
                        cam_faithfulness=rep.faithfulness, probe_cams=rep.maps[:GALLERY].ravel().tolist())
             row.update(_concept_columns(cfg, model, data, bank, state))
