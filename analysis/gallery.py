@@ -13,16 +13,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.load import final_rows
 from lthray.results import GALLERY
 
 
 def representatives(rows: pd.DataFrame) -> pd.DataFrame:
     """Per method, the healthy trial that pruned furthest (ties: higher final accuracy): its rows."""
-    bad = set(rows.loc[rows["status"] != "ok", "run_id"])
-    ok = rows[~rows["run_id"].isin(bad)]
-    final = ok.loc[ok.groupby("run_id")["level"].idxmax()]
-    pick = final.sort_values(["density", "test_acc"], ascending=[True, False]).groupby("method").head(1)
-    return ok[ok["run_id"].isin(pick["run_id"])]
+    pick = final_rows(rows).sort_values(["density", "test_acc"], ascending=[True, False]).groupby("method").head(1)
+    return rows[rows["run_id"].isin(pick["run_id"])]
 
 
 def _levels_to_show(levels: list[int], n: int = 3) -> list[int]:

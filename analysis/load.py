@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lthray import results
+from lthray import results, storage
 
 
 class AnalysisError(Exception):
@@ -25,7 +25,7 @@ def load_rows(results_dir: str | Path) -> pd.DataFrame:
     """Every row, one per (run_id, level), from a folder or a storage URI (s3://...).
 
     Duplicates would be a bug upstream, so they are an error."""
-    d = str(results_dir) if results.is_uri(results_dir) else Path(results_dir)
+    d = str(results_dir) if storage.is_uri(results_dir) else Path(results_dir)
     if isinstance(d, Path) and not d.is_dir():
         raise AnalysisError(f"--results={d} is not a folder; expected a sweep's results folder")
     try:

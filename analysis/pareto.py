@@ -76,7 +76,7 @@ def front_chart(trials: pd.DataFrame, front: pd.DataFrame, fid: str = FIDELITY) 
         color=alt.Color("density:Q", scale=alt.Scale(type="log", scheme="viridis"), title="density",
                         legend=alt.Legend(format=".2~%")),
         shape=alt.Shape("method:N", title="method"),
-        tooltip=["method", "run_id", "rewind", "rewind_step", "guidance_weight", "lambda_fid", "seed",
+        tooltip=["method", "run_id", "rewind", "rewind_spec", "guidance_weight", "lambda_fid", "seed",
                  alt.Tooltip("density:Q", format=".4f"),
                  alt.Tooltip("test_acc:Q", format=".4f"), alt.Tooltip(f"{fid}:Q", format=".3f")],
     )
@@ -104,7 +104,7 @@ def curve_chart(rows: pd.DataFrame, y: str, title: str) -> alt.FacetChart:
 
 def lth_chart(rows: pd.DataFrame) -> alt.FacetChart:
     ok = rows[rows["status"] == "ok"].copy()
-    ok["schedule"] = ok["rewind"] + " @ " + ok["rewind_step"].astype(str) + "it"
+    ok["schedule"] = ok["rewind"] + " @ " + ok["rewind_spec"]
     # dense baseline per method as a column: layered charts can only be faceted over one dataset
     ok["dense_acc"] = ok["method"].map(ok[ok["level"] == 0].groupby("method")["test_acc"].mean())
     base = alt.Chart(ok)
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     trials = final_rows(rows)
     out.mkdir(parents=True, exist_ok=True)
     cols = ["method", "run_id", "level", "density", "test_acc", FIDELITY, "cam_iou", "cam_faithfulness", CONCEPT,
-            "concept_weight_spearman", "pcbm_acc", "rewind", "rewind_step", "guidance_weight", "lambda_fid", "seed"]
+            "concept_weight_spearman", "pcbm_acc", "rewind", "rewind_step", "rewind_spec", "guidance_weight", "lambda_fid", "seed"]
     fronts = {fid: pareto_front(trials, "test_acc", fid) for fid in (FIDELITY, CONCEPT)}
     pd.concat([f[cols].assign(front=fid) for fid, f in fronts.items()]).to_csv(out / "pareto_front.csv", index=False)
     trials[cols].to_csv(out / "trials.csv", index=False)

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import torch
 
-from lthray.config import ConfigError, from_flat, parse_value, run_id
+from lthray import data
+from lthray.config import ConfigError, from_flat, parse_override, run_id
 from lthray.lottery import run_trial
+from lthray.results import progress_line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,20 +23,21 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config value, e.g. --set train.epochs=6 (repeatable; see lthray/config.py)")
+    p.add_argument("--preset", default="fashion", help="base config: a sweep preset's fixed values (default: "
+                   "fashion, the reference study's; its method is imp unless --set prune.method=...)")
     p.add_argument("--workdir", default="runs/single", help="checkpoints live in WORKDIR/RUN_ID")
     p.add_argument("--results", default=None, help="Parquet rows (default WORKDIR/results)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     args = p.parse_args(argv)
-    flat = {}
-    for item in args.overrides:
-        key, eq, raw = item.partition("=")
-        if not eq:
-            print(f"error: --set {item!r} is not KEY=VALUE (e.g. train.epochs=6)", file=sys.stderr)
-            return 2
-        flat[key] = parse_value(raw)
+    from lthray.presets import PRESETS
+
+    if args.preset not in PRESETS:
+        print(f"error: --preset={args.preset!r} is not one of {sorted(PRESETS)}", file=sys.stderr)
+        return 2
     try:
-        cfg = from_flat(flat)
-    except ConfigError as e:
+        cfg = from_flat({**PRESETS[args.preset].base, **dict(parse_override(item) for item in args.overrides)})
+        data.load(cfg.data.dataset, cfg.data.probe_size, "cpu", cfg.data.train_size)  # missing data: exit 2 now
+    except (ConfigError, data.DataUnavailableError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.threads > 0:
@@ -42,11 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     rid = run_id(cfg)
     results = Path(args.results) if args.results else Path(args.workdir) / "results"
 
-    def show(row: dict) -> None:
-        print(f"{rid} level {row['level']:2d} density {row['density']:.4f} acc {row['test_acc'] or 0:.4f} "
-              f"cam_rho {row['cam_spearman'] or 0:.3f} iou {row['cam_iou'] or 0:.3f} {row['status']}", flush=True)
-
-    run_trial(cfg, Path(args.workdir) / rid, results, sweep="single", on_level=show)
+    run_trial(cfg, Path(args.workdir) / rid, results, sweep="single",
+              on_level=lambda row: print(f"{rid}  {progress_line(row)}", flush=True))
     return 0
 
 

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from lthray.masks import Mask, Scores, prunable
+from lthray.modes import eval_mode
 from lthray.registry import Registry
 
 
@@ -54,17 +55,11 @@ def _saliency(ctx: ScoreContext, objective: Callable[[nn.Module, torch.Tensor, t
     The model is scored in eval mode (BN running statistics are not touched) and left as it was found.
     """
     model, params = ctx.model, prunable(ctx.model)
-    was = model.training
-    model.eval()
-    model.zero_grad(set_to_none=True)
-    try:
+    with eval_mode(model, clear_grads=True):
         for i in range(0, len(x), batch):
             objective(model, x[i : i + batch], y[i : i + batch]).backward()
         return {k: (w.detach() * w.grad).abs() if w.grad is not None else torch.zeros_like(w)
                 for k, w in params.items() if k in ctx.mask}
-    finally:
-        model.zero_grad(set_to_none=True)
-        model.train(was)
 
 
 @CRITERIA.register("cam")

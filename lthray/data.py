@@ -34,6 +34,7 @@ class DatasetSpec:
     flip: bool  # horizontal flips are label-preserving (not for digits: a flipped 2 is no 2)
     pad: int  # max translation in pixels for random crops
     load: Callable[[Path], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]]
+    channels: int = 3  # input channels the models are built for (1 for grayscale datasets)
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
@@ -78,8 +79,21 @@ def _load_cifar10(root: Path):
     return tr.data, np.asarray(tr.targets), te.data, np.asarray(te.targets), list(tr.classes)
 
 
+def _load_fashion_mnist(root: Path):
+    """Fashion-MNIST from $LTHRAY_DATA/fashion-mnist, Debian's package, or torchvision (lthray.fashion_mnist)."""
+    from lthray import fashion_mnist
+
+    try:
+        return fashion_mnist.load(root.parent / "fashion-mnist")
+    except fashion_mnist.FashionMNISTError as e:
+        raise DataUnavailableError(str(e)) from None
+
+
 DATASETS.register("digits")(DatasetSpec("digits", 1437, 360, 10, flip=False, pad=2, load=_load_digits))
 DATASETS.register("cifar10")(DatasetSpec("cifar10", 50000, 10000, 10, flip=True, pad=4, load=_load_cifar10))
+# Clothes mirror into clothes, so flips are label-preserving; 1 channel: models are built for grayscale.
+DATASETS.register("fashion_mnist")(DatasetSpec("fashion_mnist", 60000, 10000, 10, flip=True, pad=2,
+                                               load=_load_fashion_mnist, channels=1))
 
 
 @dataclass
@@ -103,6 +117,16 @@ class Data:
     @property
     def probe_y(self) -> torch.Tensor:
         return self.test_y[self.probe_idx]
+
+
+def subset(y: np.ndarray, n: int) -> np.ndarray:
+    """Indices of a fixed, class-stratified subset of n examples (every trial gets the same one)."""
+    if n <= 0 or n >= len(y):
+        return np.arange(len(y))
+    from sklearn.model_selection import train_test_split
+
+    keep, _ = train_test_split(np.arange(len(y)), train_size=n, stratify=y, random_state=0)
+    return np.sort(keep)
 
 
 def to_tensors(
@@ -130,11 +154,14 @@ def to_tensors(
 
 
 @lru_cache(maxsize=4)
-def load(name: str, probe_size: int = 64, device: str = "cpu") -> Data:
-    """Load dataset `name` onto `device` (cached per process: trials in one worker share it)."""
+def load(name: str, probe_size: int = 64, device: str = "cpu", train_size: int = 0) -> Data:
+    """Load dataset `name` onto `device` (cached per process: trials in one worker share it).
+
+    `train_size` > 0 keeps a fixed stratified subset of the training images (quick demos)."""
     spec = DATASETS.get(name)
     trx, try_, tex, tey, classes = spec.load(cache_dir() / name)
-    return to_tensors(spec, (trx, try_), (tex, tey), classes, probe_size, device)
+    keep = subset(try_, train_size)
+    return to_tensors(spec, (trx[keep], try_[keep]), (tex, tey), classes, probe_size, device)
 
 
 def augment(x: torch.Tensor, pad: int, flip: bool, g: torch.Generator) -> torch.Tensor:
@@ -166,9 +193,26 @@ def steps_per_epoch(num_train: int, batch_size: int) -> int:
     return num_train // batch_size
 
 
+def step_seed(seed: int, salt: int, n: int) -> int:
+    """A seed for draw `n` of kind `salt` (1: epoch order, 2: augmentation) of a trial seeded `seed`."""
+    return (seed * 1_000_003 + salt * 7_919 + n) % (2**63 - 1)
+
+
+def epoch_order(num: int, seed: int, epoch: int) -> torch.Tensor:
+    """The order of epoch `epoch`: a pure function of (seed, epoch), so resuming or rewinding to any step
+    replays the very batches an uninterrupted run sees."""
+    return torch.randperm(num, generator=torch.Generator().manual_seed(step_seed(seed, 1, epoch)))
+
+
+def batch_at(data: Data, order: torch.Tensor, i: int, batch_size: int,
+             g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch `i` of an epoch in `order` (indices on the data's device), augmented with generator `g`."""
+    idx = order[i * batch_size : (i + 1) * batch_size]
+    return augment(data.train_x[idx], data.spec.pad, data.spec.flip, g), data.train_y[idx]
+
+
 def epoch_batches(data: Data, batch_size: int, g: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch of augmented (x, y) batches in a seeded random order."""
     perm = torch.randperm(len(data.train_x), generator=g, device=g.device).to(data.train_x.device)
     for i in range(steps_per_epoch(len(perm), batch_size)):
-        idx = perm[i * batch_size : (i + 1) * batch_size]
-        yield augment(data.train_x[idx], data.spec.pad, data.spec.flip, g), data.train_y[idx]
+        yield batch_at(data, perm, i, batch_size, g)

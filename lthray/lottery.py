@@ -1,8 +1,8 @@
-"""The level loop of one trial: level 0 trains dense; level L prunes, rewinds, retrains, explains.
+"""The level loop of one trial, as a short driver over named stages (open_lth style):
 
-    level 0: train dense (saving the rewind point at step k) -> evaluate -> explain (dense maps = reference)
-    level L: scores -> mask = prune(scores, mask) -> rewind -> train under mask -> evaluate -> explain vs dense
-    every level: one result row, written atomically -> checkpoint (state.pt) -> on_level(row)
+    level 0: train_level (saving the rewind point at step k) -> measure (dense maps become the reference)
+    level L: prune -> rewind (REWINDS) -> train_level under the mask -> measure (vs dense)
+    every level: publish = one result row, written atomically -> checkpoint (state.pt) -> on_level(row)
 
 A level whose checkpoint exists is skipped, so re-running a trial (after a crash, or in a resumed
 sweep) continues from its last finished level and never trains a finished level again.
@@ -10,7 +10,7 @@ sweep) continues from its last finished level and never trains a finished level 
 
 from __future__ import annotations
 
-import os
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,9 +26,13 @@ from lthray.config import TrialConfig, run_id, to_json
 from lthray.criteria import METHODS, ScoreContext, scores_for
 from lthray.explain import concepts as concepts_mod
 from lthray.explain.cam import explain, fidelity_loss, gradcam
+from lthray.explain.concept_sources import bank_for
 from lthray.models import build
-from lthray.results import GALLERY
-from lthray.train import Diverged, evaluate, train
+from lthray.models.common import CamModel
+from lthray.results import GALLERY, LevelRecord
+from lthray.rewind import REWINDS, Schedule
+from lthray.storage import atomic_torch_save
+from lthray.train import Diverged, TrainResult, evaluate, train
 
 STATE = "state.pt"
 
@@ -55,10 +59,8 @@ class TrialState:
     rows: list[dict[str, Any]] = field(default_factory=list)
 
     def save(self, path: Path) -> None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         rows = [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()} for r in self.rows]
-        torch.save({**self.__dict__, "rows": rows}, tmp)
-        os.replace(tmp, path)  # a crash leaves the old checkpoint or the new one, never half of one
+        atomic_torch_save({**self.__dict__, "rows": rows}, path)
 
     @classmethod
     def load(cls, path: Path) -> TrialState:
@@ -70,42 +72,94 @@ def _state_cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
-_METRICS = ("test_acc", "test_loss", "cam_spearman", "cam_iou", "cam_faithfulness", "pcbm_acc",
-            "concept_topk_overlap", "concept_weight_spearman")
+@dataclass
+class Trial:
+    """What every stage of one trial reads: built once by `setup`, then only `state` changes."""
+
+    cfg: TrialConfig
+    device: torch.device
+    data: data_mod.Data
+    model: CamModel
+    guide_x: torch.Tensor  # fixed *training* images that guided criteria and the fidelity loss look at
+    guide_y: torch.Tensor
+    bank: concepts_mod.Bank | None
+    identity: dict[str, Any]  # the row columns that are the same at every level
+    state: TrialState
 
 
-def _fidelity_term(cfg: TrialConfig, gx: torch.Tensor, gy: torch.Tensor, guide_maps: torch.Tensor | None):
+def setup(cfg: TrialConfig, state: TrialState, device: torch.device, *, sweep: str, trial_id: str) -> Trial:
+    """Data on the device, the initial model, guide images, concept bank and the rows' fixed columns."""
+    data = data_mod.load(cfg.data.dataset, cfg.data.probe_size, str(device), cfg.data.train_size)
+    if not cfg.data.augment:  # a view of the same tensors whose spec asks for no shifts or flips
+        data = dataclasses.replace(data, spec=dataclasses.replace(data.spec, pad=0, flip=False))
+    model = build(cfg.model.name, data.spec.num_classes, cfg.seed, data.spec.channels).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    gi = data_mod.guide_idx(data, cfg.explain.guide_size)
+    cc, rid = cfg.concepts, run_id(cfg)
+    bank = bank_for(data, cc) if cc.enabled else None
+    identity = {
+        "sweep": sweep, "run_id": rid, "trial_id": trial_id or rid, "method": cfg.prune.method,
+        "scope": cfg.prune.scope, "model": cfg.model.name, "dataset": cfg.data.dataset, "rewind": cfg.prune.rewind,
+        "rewind_step": cfg.rewind_steps, "rewind_spec": str(cfg.prune.rewind_at),
+        "guidance_weight": float(cfg.prune.guidance_weight), "lambda_fid": float(cfg.prune.lambda_fid),
+        "seed": cfg.seed, "concept_bank": bank.name if bank is not None else "none",
+        "git_sha": results.git_sha(), "config_json": to_json(cfg),
+    }
+    return Trial(cfg, device, data, model, data.train_x[gi], data.train_y[gi], bank, identity, state)
+
+
+def prune(t: Trial, level: int) -> masks.Mask:
+    """Score the previous level's trained weights with the trial's method and remove a fraction."""
+    cfg, st = t.cfg, t.state
+    extras = {
+        "data": t.data, "guide_x": t.guide_x, "guide_y": t.guide_y, "guide_maps": st.guide_maps,
+        "pcbm": concepts_mod.PCBM(**st.pcbm) if st.pcbm else None, "concept_topk": cfg.concepts.topk,
+        "start_weights": st.start,
+    }
+    ctx = ScoreContext(t.model, masks.to_device(st.mask, t.device), cfg.seed, level, extras)
+    scores = scores_for(cfg.prune.method, ctx, cfg.prune.guidance_weight)
+    return masks.prune(scores, ctx.mask, cfg.prune.rate_per_level, cfg.prune.scope)
+
+
+def _fidelity_term(t: Trial) -> Callable[[torch.nn.Module], torch.Tensor]:
     """Explanation-preserving retraining: lambda_fid * (1 - cos(CAM, dense CAM)) on a rotating slice of
     the guide (training) images; test images never steer training."""
-    assert guide_maps is not None
-    maps, n, lam = guide_maps.to(gx.device), cfg.explain.fid_batch, cfg.prune.lambda_fid
+    assert t.state.guide_maps is not None
+    maps, n, lam = t.state.guide_maps.to(t.guide_x.device), t.cfg.explain.fid_batch, t.cfg.prune.lambda_fid
     calls = [0]
 
     def term(model: torch.nn.Module) -> torch.Tensor:
-        i = (calls[0] * n) % len(gx)
+        i = (calls[0] * n) % len(t.guide_x)
         calls[0] += 1
         sl = slice(i, i + n)
-        return lam * fidelity_loss(model, model.cam_layer, gx[sl], gy[sl], maps[sl])
+        return lam * fidelity_loss(model, model.cam_layer, t.guide_x[sl], t.guide_y[sl], maps[sl])
 
     return term
 
 
-def _concept_columns(cfg: TrialConfig, model: torch.nn.Module, data: data_mod.Data,
-                     bank: concepts_mod.Bank | None, state: TrialState) -> dict[str, Any]:
+def train_level(t: Trial, level: int, mask: masks.Mask, schedule: Schedule,
+                on_step: Callable[[int], None] | None = None) -> TrainResult:
+    """Train the schedule under `mask` (with the fidelity loss on pruned levels); raises Diverged."""
+    extra = _fidelity_term(t) if t.cfg.prune.lambda_fid > 0 and level > 0 else None
+    return train(t.model, t.data, t.cfg.train, mask=mask, start=schedule.start, end=schedule.end,
+                 seed=t.cfg.seed, constant_lr=schedule.constant_lr, on_step=on_step, extra_loss=extra)
+
+
+def _concept_columns(t: Trial) -> dict[str, Any]:
     """Fit this level's PCBM and compare its concepts with the dense model's (also updates state)."""
-    if bank is None:
-        return {"pcbm_acc": None, "concept_topk_overlap": None, "concept_weight_spearman": None,
-                "top_concepts": None}
-    cc = cfg.concepts
-    feats = concepts_mod.features(model, data.train_x)
-    pcbm = concepts_mod.fit_pcbm(feats, bank.train_sim, data.train_y, steps=cc.proj_steps, C=cc.C,
-                                 l1_ratio=cc.l1_ratio, seed=cfg.seed)
-    test_feats = concepts_mod.features(model, data.test_x)
+    if t.bank is None:
+        return {}
+    cc, st, data, bank = t.cfg.concepts, t.state, t.data, t.bank
+    idx = slice(None) if bank.train_idx is None else bank.train_idx.to(data.train_x.device)
+    pcbm = concepts_mod.fit_pcbm(concepts_mod.features(t.model, data.train_x[idx]), bank.train_sim,
+                                 data.train_y[idx], steps=cc.proj_steps, C=cc.C, l1_ratio=cc.l1_ratio, seed=t.cfg.seed)
+    test_feats = concepts_mod.features(t.model, data.test_x)
     acc = float((pcbm.logits(test_feats).argmax(1).cpu() == data.test_y.cpu()).float().mean())
-    state.pcbm = pcbm.to_state()
-    if not state.dense_pcbm:
-        state.dense_pcbm = pcbm.to_state()
-    dense = concepts_mod.PCBM(**state.dense_pcbm)
+    st.pcbm = pcbm.to_state()
+    if not st.dense_pcbm:
+        st.dense_pcbm = pcbm.to_state()
+    dense = concepts_mod.PCBM(**st.dense_pcbm)
     top = pcbm.top_concepts(cc.topk)
     names = [f"{data.class_names[c]}: " + " | ".join(bank.concepts[j] for j in top[c]) for c in range(len(top))]
     return {
@@ -114,6 +168,36 @@ def _concept_columns(cfg: TrialConfig, model: torch.nn.Module, data: data_mod.Da
         "concept_weight_spearman": concepts_mod.weight_spearman(pcbm.coef, dense.coef),
         "top_concepts": names,
     }
+
+
+def measure(t: Trial, level: int) -> dict[str, Any]:
+    """Test accuracy, Grad-CAM against the dense maps, faithfulness and concepts of the trained model.
+    At level 0 the maps it computes become the reference of every later level."""
+    acc, loss = evaluate(t.model, t.data.test_x, t.data.test_y)
+    t0, st = time.perf_counter(), t.state
+    ref = None if st.dense_maps is None else st.dense_maps.numpy()
+    rep = explain(t.model, t.model.cam_layer, t.data.probe_x, t.data.probe_y, ref, t.cfg.explain)
+    if level == 0:
+        st.dense_maps = torch.from_numpy(np.ascontiguousarray(rep.maps))
+        if METHODS.get(t.cfg.prune.method).guide == "cam" or t.cfg.prune.lambda_fid > 0:  # their only readers
+            st.guide_maps = torch.from_numpy(gradcam(t.model, t.model.cam_layer, t.guide_x, t.guide_y))
+    cols = {"test_acc": acc, "test_loss": loss, "cam_spearman": rep.spearman, "cam_iou": rep.iou,
+            "cam_faithfulness": rep.faithfulness, "probe_cams": rep.maps[:GALLERY].ravel().tolist(),
+            **_concept_columns(t)}
+    return {**cols, "explain_seconds": time.perf_counter() - t0}
+
+
+def publish(t: Trial, record: LevelRecord, mask: masks.Mask, start_weights: dict[str, torch.Tensor],
+            results_dir: str | Path, workdir: Path) -> dict[str, Any]:
+    """Write the level's row (a no-op if it exists), then the checkpoint that marks the level done."""
+    row = record.to_row()
+    results.write_row(results_dir, row)
+    st = t.state
+    st.start, st.level, st.mask = start_weights, record.level, {n: m.cpu() for n, m in mask.items()}
+    st.weights = _state_cpu(t.model)
+    st.rows.append(row)
+    st.save(workdir / STATE)
+    return row
 
 
 def run_trial(
@@ -127,86 +211,36 @@ def run_trial(
     on_level: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Run (or continue) every level of `cfg`; returns the rows of all finished levels."""
-    device = torch.device(device) if device is not None else default_device()
-    workdir, rid = Path(workdir), run_id(cfg)
+    workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     state = TrialState.load(workdir / STATE) if (workdir / STATE).exists() else TrialState()
-    data = data_mod.load(cfg.data.dataset, cfg.data.probe_size, str(device))
-    model = build(cfg.model.name, data.spec.num_classes, cfg.seed).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    total, k = cfg.total_steps, cfg.rewind_steps
-    px, py = data.probe_x, data.probe_y
-    gi = data_mod.guide_idx(data, cfg.explain.guide_size)
-    gx, gy = data.train_x[gi], data.train_y[gi]
-    cc = cfg.concepts
-    bank = concepts_mod.concept_bank(data, cc.clip_model, cc.clip_pretrained) if cc.enabled else None
-    base_row = {
-        "sweep": sweep, "run_id": rid, "trial_id": trial_id or rid, "method": cfg.prune.method,
-        "scope": cfg.prune.scope, "model": cfg.model.name, "dataset": cfg.data.dataset, "rewind": cfg.prune.rewind,
-        "rewind_step": k, "guidance_weight": float(cfg.prune.guidance_weight), "seed": cfg.seed,
-        "lambda_fid": float(cfg.prune.lambda_fid),
-        "concept_bank": concepts_mod.bank_name(cc.clip_model, cc.clip_pretrained) if cc.enabled else "none",
-        "git_sha": results.git_sha(), "config_json": to_json(cfg),
-    }
-
+    device = torch.device(device) if device is not None else default_device()
+    t = setup(cfg, state, device, sweep=sweep, trial_id=trial_id)
     for level in range(state.level + 1, cfg.prune.levels + 1):
         if state.diverged:
             break
+        on_step = None
         if level == 0:
-            mask = masks.ones(model)
+            mask, schedule = masks.ones(t.model), Schedule(0, cfg.total_steps)
 
-            def keep_rewind(step: int) -> None:
-                if step == k:
-                    state.rewind = _state_cpu(model)
-
-            start, end, lr, hook, extra = 0, total, None, keep_rewind, None
+            def on_step(step: int) -> None:  # the rewind point: the weights after k steps
+                if step == cfg.rewind_steps:
+                    state.rewind = _state_cpu(t.model)
         else:
-            model.load_state_dict(state.weights)
-            extras = {
-                "data": data, "guide_x": gx, "guide_y": gy, "guide_maps": state.guide_maps,
-                "pcbm": concepts_mod.PCBM(**state.pcbm) if state.pcbm else None, "concept_topk": cc.topk,
-                "start_weights": state.start,
-            }
-            ctx = ScoreContext(model, masks.to_device(state.mask, device), cfg.seed, level, extras)
-            scores = scores_for(cfg.prune.method, ctx, cfg.prune.guidance_weight)
-            mask = masks.prune(scores, ctx.mask, cfg.prune.rate_per_level, cfg.prune.scope)
-            if cfg.prune.rewind == "weight":  # weights *and* BN buffers back to step k
-                model.load_state_dict(state.rewind)
-            # lr: keep the trained weights, replay the schedule from step k (Renda et al. 2020);
-            # finetune: keep them and train the same number of steps at the final, small rate.
-            start, end, hook = k, total, None
-            lr = cfg.train.lr * cfg.train.final_lr if cfg.prune.rewind == "finetune" else None
-            extra = _fidelity_term(cfg, gx, gy, state.guide_maps) if cfg.prune.lambda_fid > 0 else None
-
-        row = {**base_row, "level": level, "density": masks.density(mask), "status": "ok", "train_steps": end - start}
-        start_weights = _state_cpu(model)
+            t.model.load_state_dict(state.weights)
+            mask = prune(t, level)
+            schedule = REWINDS.get(cfg.prune.rewind)(t.model, state.rewind, cfg)
+        start_weights = _state_cpu(t.model)
+        fixed = {**t.identity, "level": level, "density": masks.density(mask),
+                 "train_steps": schedule.end - schedule.start}
         try:
-            tr = train(model, data, cfg.train, mask=mask, start=start, end=end, seed=cfg.seed, constant_lr=lr,
-                       on_step=hook, extra_loss=extra)
+            tr = train_level(t, level, mask, schedule, on_step)
         except Diverged:
             state.diverged = True
-            row.update({c: None for c in _METRICS}, status="diverged", top_concepts=None, probe_cams=None,
-                       train_seconds=0.0, explain_seconds=0.0)
+            record = LevelRecord(**fixed, status="diverged", train_seconds=0.0, explain_seconds=0.0)
         else:
-            acc, loss = evaluate(model, data.test_x, data.test_y)
-            t0 = time.perf_counter()
-            ref = None if state.dense_maps is None else state.dense_maps.numpy()
-            rep = explain(model, model.cam_layer, px, py, ref, cfg.explain)
-            if level == 0:
-                state.dense_maps = torch.from_numpy(np.ascontiguousarray(rep.maps))
-                if METHODS.get(cfg.prune.method).guide == "cam" or cfg.prune.lambda_fid > 0:  # their only readers
-                    state.guide_maps = torch.from_numpy(gradcam(model, model.cam_layer, gx, gy))
-            row.update(test_acc=acc, test_loss=loss, cam_spearman=rep.spearman, cam_iou=rep.iou,
-                       cam_faithfulness=rep.faithfulness, probe_cams=rep.maps[:GALLERY].ravel().tolist())
-            row.update(_concept_columns(cfg, model, data, bank, state))
-            row.update(train_seconds=tr.seconds, explain_seconds=time.perf_counter() - t0)
-        results.write_row(results_dir, row)  # no-op if this level's row already exists
-        state.start = start_weights
-        state.level, state.mask = level, {n: m.cpu() for n, m in mask.items()}
-        state.weights = _state_cpu(model)
-        state.rows.append(row)
-        state.save(workdir / STATE)
+            record = LevelRecord(**fixed, status="ok", train_seconds=tr.seconds, **measure(t, level))
+        row = publish(t, record, mask, start_weights, results_dir, workdir)
         if on_level is not None:
             on_level(row)
     return state.rows

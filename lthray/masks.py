@@ -78,12 +78,24 @@ def prune(scores: Scores, mask: Mask, fraction: float, scope: str = "global") ->
     return out
 
 
-@torch.no_grad()
-def apply(model: nn.Module, mask: Mask) -> None:
-    """Zero the pruned weights in place (call after every optimizer step)."""
+def as_float(model: nn.Module, mask: Mask) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """(masked weights, their masks as float tensors): made once per level, so re-zeroing after every
+    optimizer step is one fused multiply with no allocation."""
     params = prunable(model)
     ws = [params[k] for k in mask]
-    torch._foreach_mul_(ws, [m.to(w.dtype) for m, w in zip(mask.values(), ws, strict=True)])
+    return ws, [m.to(device=w.device, dtype=w.dtype) for m, w in zip(mask.values(), ws, strict=True)]
+
+
+@torch.no_grad()
+def rezero(weights: list[torch.Tensor], float_masks: list[torch.Tensor]) -> None:
+    """Hold pruned weights at exactly zero (after every optimizer step: momentum and weight decay move them)."""
+    if weights:
+        torch._foreach_mul_(weights, float_masks)
+
+
+def apply(model: nn.Module, mask: Mask) -> None:
+    """Zero the pruned weights of `model` in place."""
+    rezero(*as_float(model, mask))
 
 
 def to_device(mask: Mask, device: torch.device | str) -> Mask:

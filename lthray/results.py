@@ -7,12 +7,13 @@ even if two processes finish the same level. Readers need nothing but pyarrow/pa
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import os
 import subprocess
 import time
-import uuid
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -21,49 +22,98 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-SCHEMA_VERSION = 2
+from lthray import storage
+
+SCHEMA_VERSION = 3  # 3: + rewind_spec (the rewind point as written); 2 still reads (see _upgrade)
 
 _F, _I, _S = pa.float64(), pa.int64(), pa.string()
+
+
+def col(kind: pa.DataType, doc: str, *, nullable: bool = False, report: bool = False, show: str = "",
+        show_first: bool = False) -> Any:
+    """A LevelRecord field = one Parquet column: its arrow type, meaning and where else it appears.
+
+    nullable columns default to None (a metric not computed, or a diverged level); `report` sends it to
+    Ray Tune with every level; `show` is its format in the one-line progress report (e.g. 'acc {:.4f}'),
+    where `show_first` columns lead.
+    """
+    meta = {"arrow": kind, "doc": doc, "nullable": nullable, "report": report, "show": show,
+            "show_first": show_first}
+    return dataclasses.field(default=None, metadata=meta) if nullable else dataclasses.field(metadata=meta)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LevelRecord:
+    """One trial's result at one pruning level. Each field is a column, in this order: adding a column
+    is adding a field here (and computing it in a stage of lottery.py)."""
+
+    sweep: str = col(_S, "sweep name ('single' for python -m lthray)")
+    run_id: str = col(_S, "hash of the config's non-default fields: names the run's folder", report=True)
+    trial_id: str = col(_S, "Ray Tune's trial id (run_id outside Ray)")
+    method: str = col(_S, "pruning method (criteria.METHODS)", report=True, show="{:>14}")
+    scope: str = col(_S, "global: one ranking over all layers | layer: same fraction per layer")
+    model: str = col(_S, "model name (models.MODELS)")
+    dataset: str = col(_S, "dataset name (data.DATASETS)")
+    rewind: str = col(_S, "weight | lr | finetune (lottery.REWINDS)")
+    rewind_step: int = col(_I, "rewind point k in iterations")
+    rewind_spec: str = col(_S, "rewind point as written in the config ('0it', '1ep')")
+    guidance_weight: float = col(_F, "g in (1-g)*magnitude + g*guide", report=True, show="g={:.2f}")
+    lambda_fid: float = col(_F, "weight of the explanation-preserving loss during retraining", report=True)
+    seed: int = col(_I, "initial weights, data order, augmentation, random pruning")
+    level: int = col(_I, "pruning level (0 = dense)", report=True, show="level {:2d}", show_first=True)
+    density: float = col(_F, "fraction of prunable weights kept, measured from the mask", report=True,
+                         show="density {:.4f}")
+    status: str = col(_S, "ok | diverged", report=True, show="{}")
+    test_acc: float | None = col(_F, "test accuracy", nullable=True, report=True, show="acc {:.4f}")
+    test_loss: float | None = col(_F, "test cross-entropy", nullable=True)
+    cam_spearman: float | None = col(_F, "Grad-CAM vs the dense model's maps: Spearman, mean over probe images",
+                                     nullable=True, report=True, show="cam_rho {:.3f}")
+    cam_iou: float | None = col(_F, "top-k% IoU vs the dense model's maps", nullable=True, report=True,
+                                show="iou {:.3f}")
+    cam_faithfulness: float | None = col(_F, "the model's own maps: ROAD combined or confidence drop",
+                                         nullable=True, report=True)
+    concept_bank: str = col(_S, "concept source ('/random': checks the pipeline only)")
+    pcbm_acc: float | None = col(_F, "test accuracy of the post-hoc concept bottleneck on this backbone",
+                                 nullable=True, report=True)
+    concept_topk_overlap: float | None = col(_F, "mean over classes of |top-k concepts & dense's| / k",
+                                             nullable=True, report=True, show="concepts {:.2f}")
+    concept_weight_spearman: float | None = col(_F, "Spearman of concept->class weights vs dense's",
+                                                nullable=True)
+    top_concepts: list[str] | None = col(pa.list_(_S), "per class: 'CLASS: concept | concept | ...'",
+                                         nullable=True)
+    probe_cams: list[float] | None = col(pa.list_(pa.float32()), "Grad-CAM maps of the first GALLERY probe "
+                                         "images, flattened N x H x W", nullable=True)
+    train_steps: int = col(_I, "optimizer steps trained at this level", report=True)
+    train_seconds: float = col(_F, "wall time of training")
+    explain_seconds: float = col(_F, "wall time of Grad-CAM, faithfulness and PCBM")
+    git_sha: str = col(_S, "source revision ('+dirty' if uncommitted changes)")
+    config_json: str = col(_S, "the full flat config (lthray.config.to_flat)")
+
+    def to_row(self) -> dict[str, Any]:
+        """The row as a plain dict (what checkpoints, callbacks and write_row take)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+COLUMNS = tuple(f for f in dataclasses.fields(LevelRecord))
 SCHEMA = pa.schema(
-    [
-        pa.field("schema_version", pa.int16(), nullable=False),
-        pa.field("sweep", _S, nullable=False),
-        pa.field("run_id", _S, nullable=False),
-        pa.field("trial_id", _S, nullable=False),
-        pa.field("method", _S, nullable=False),
-        pa.field("scope", _S, nullable=False),
-        pa.field("model", _S, nullable=False),
-        pa.field("dataset", _S, nullable=False),
-        pa.field("rewind", _S, nullable=False),
-        pa.field("rewind_step", _I, nullable=False),  # iterations
-        pa.field("guidance_weight", _F, nullable=False),
-        pa.field("lambda_fid", _F, nullable=False),
-        pa.field("seed", _I, nullable=False),
-        pa.field("level", _I, nullable=False),
-        pa.field("density", _F, nullable=False),  # measured from the mask: fraction of prunable weights kept
-        pa.field("status", _S, nullable=False),  # ok | diverged
-        pa.field("test_acc", _F),
-        pa.field("test_loss", _F),
-        pa.field("cam_spearman", _F),  # vs the dense model's maps, mean over the probe set
-        pa.field("cam_iou", _F),  # top-k% IoU vs the dense model's maps
-        pa.field("cam_faithfulness", _F),  # the model's own maps (ROAD combined or confidence drop)
-        pa.field("concept_bank", _S, nullable=False),  # open_clip model/tag ('/random': pipeline check only)
-        pa.field("pcbm_acc", _F),  # test accuracy of the post-hoc concept bottleneck on this backbone
-        pa.field("concept_topk_overlap", _F),  # mean over classes of |top-k concepts & dense's| / k
-        pa.field("concept_weight_spearman", _F),  # Spearman of concept->class weights vs dense's
-        pa.field("top_concepts", pa.list_(_S)),  # per class: "CLASS: concept | concept | ..."
-        pa.field("probe_cams", pa.list_(pa.float32())),  # Grad-CAM maps of the first GALLERY probe images
-        pa.field("train_steps", _I, nullable=False),
-        pa.field("train_seconds", _F, nullable=False),
-        pa.field("explain_seconds", _F, nullable=False),
-        pa.field("git_sha", _S, nullable=False),
-        pa.field("config_json", _S, nullable=False),
-        pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
-    ],
+    [pa.field("schema_version", pa.int16(), nullable=False)]
+    + [pa.field(f.name, f.metadata["arrow"], nullable=f.metadata["nullable"]) for f in COLUMNS]
+    + [pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False)],
     metadata={"lthray.schema_version": str(SCHEMA_VERSION)},
 )
+REPORTED = tuple(f.name for f in COLUMNS if f.metadata["report"])  # what a trial reports to Ray Tune
 STATUSES = ("ok", "diverged")
 GALLERY = 4  # probe images whose maps every row keeps (flattened N x H x W), for the analysis gallery
+
+
+def progress_line(row: dict[str, Any]) -> str:
+    """One line per finished level: the columns marked `show`, in column order (missing ones skipped)."""
+    parts = []
+    for f in sorted(COLUMNS, key=lambda c: not c.metadata["show_first"]):  # stable: column order otherwise
+        fmt, v = f.metadata["show"], row.get(f.name)
+        if fmt and v is not None:
+            parts.append(fmt.format(v))
+    return "  ".join(parts)
 
 
 class SchemaError(ValueError):
@@ -74,55 +124,34 @@ class ResultsError(RuntimeError):
     """A results directory holds something that is not a readable lthray results file."""
 
 
+def _num(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+_TYPE_CHECKS = {
+    "int64": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "double": _num,
+    "string": lambda v: isinstance(v, str),
+    "list<item: string>": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    "list<item: float>": lambda v: isinstance(v, list) and all(_num(x) for x in v),
+}
+
+
 def _check_row(row: dict[str, Any]) -> None:
-    names = set(SCHEMA.names) - {"schema_version", "created_at"}
+    names = {f.name for f in COLUMNS}
     missing, extra = names - set(row), set(row) - names - {"created_at"}
     if missing or extra:
         raise SchemaError(f"row columns differ from SCHEMA: missing {sorted(missing)}, unexpected {sorted(extra)}")
-    for f in SCHEMA:
-        if f.name not in row:
-            continue
+    for f in COLUMNS:
         v = row[f.name]
         if v is None:
-            if not f.nullable:
+            if not f.metadata["nullable"]:
                 raise SchemaError(f"column {f.name!r} may not be null")
             continue
-        def num(x: object) -> bool:
-            return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-        ok = {
-            "int64": isinstance(v, int) and not isinstance(v, bool),
-            "double": num(v),
-            "string": isinstance(v, str),
-            "list<item: string>": isinstance(v, list) and all(isinstance(x, str) for x in v),
-            "list<item: float>": isinstance(v, list) and all(num(x) for x in v),
-        }.get(str(f.type), True)
-        if not ok:
-            raise SchemaError(f"column {f.name!r} is {f.type}; got {type(v).__name__} {v!r}")
+        if not _TYPE_CHECKS.get(str(f.metadata["arrow"]), lambda _: True)(v):
+            raise SchemaError(f"column {f.name!r} is {f.metadata['arrow']}; got {type(v).__name__} {v!r}")
     if row["status"] not in STATUSES:
         raise SchemaError(f"column 'status' is {row['status']!r}; allowed: {list(STATUSES)}")
-
-
-def is_uri(path: str | Path) -> bool:
-    """'s3://bucket/x', 'gs://...': storage reached through pyarrow.fs rather than the local disk."""
-    return "://" in str(path) and not str(path).startswith("file://")
-
-
-def local_path(path: str | Path) -> Path:
-    return Path(str(path).removeprefix("file://"))
-
-
-@lru_cache(maxsize=8)
-def _filesystem(root: str) -> pafs.FileSystem:
-    # One filesystem object per bucket: S3 clients are costly to make (and a mock:// one keeps its files).
-    return pafs.FileSystem.from_uri(root)[0]
-
-
-def remote(uri: str) -> tuple[pafs.FileSystem, str]:
-    """(filesystem, path inside it) for a storage URI."""
-    scheme, _, rest = str(uri).partition("://")
-    bucket = rest.split("/", 1)[0]
-    return _filesystem(f"{scheme}://{bucket}"), rest.rstrip("/")
 
 
 def row_name(run_id: str, level: int) -> str:
@@ -130,13 +159,12 @@ def row_name(run_id: str, level: int) -> str:
 
 
 def row_path(results_dir: str | Path, run_id: str, level: int) -> Path:
-    return local_path(results_dir) / row_name(run_id, level)
+    return Path(storage.resolve(results_dir)[1]) / row_name(run_id, level)
 
 
-def _write_remote(results_dir: str, name: str, table: pa.Table) -> bool:
+def _write_remote(fs: pafs.FileSystem, base: str, name: str, table: pa.Table) -> bool:
     """Object stores publish an object whole when its upload completes, so no temp file is needed; they
     have no create-if-absent, so two writers of one level may both upload (the same row, last wins)."""
-    fs, base = remote(results_dir)
     path = f"{base}/{name}"
     if fs.get_file_info(path).type != pafs.FileType.NotFound:
         return False
@@ -146,8 +174,9 @@ def _write_remote(results_dir: str, name: str, table: pa.Table) -> bool:
     return True
 
 
-def write_row(results_dir: str | Path, row: dict[str, Any]) -> bool:
+def write_row(results_dir: str | Path, row: dict[str, Any] | LevelRecord) -> bool:
     """Write one result row atomically; returns False (writing nothing) if that level's row exists."""
+    row = row.to_row() if isinstance(row, LevelRecord) else row
     _check_row(row)
     full = {"schema_version": SCHEMA_VERSION, "created_at": dt.datetime.now(dt.UTC), **row}
     # nan -> null for metric columns: "not computed" must not look like a number to readers
@@ -157,13 +186,20 @@ def write_row(results_dir: str | Path, row: dict[str, Any]) -> bool:
         table = pa.Table.from_pylist([full], schema=SCHEMA)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
         raise SchemaError(str(e)) from e
-    if is_uri(results_dir):
-        return _write_remote(str(results_dir), row_name(row["run_id"], row["level"]), table)
-    final = row_path(results_dir, row["run_id"], row["level"])
+    fs, base = storage.resolve(results_dir)
+    name = row_name(row["run_id"], row["level"])
+    if not isinstance(fs, pafs.LocalFileSystem):
+        return _write_remote(fs, base, name, table)
+    return _publish_local(Path(base) / name, table)
+
+
+def _publish_local(final: Path, table: pa.Table) -> bool:
+    """Temp file, fsync, then a hard link: unlike a rename, a link fails if the target exists, so the
+    first finisher of a level wins and a row is never overwritten (pyarrow.fs has no such primitive)."""
     final.parent.mkdir(parents=True, exist_ok=True)
     if final.exists():
         return False
-    tmp = final.parent / f".{final.name}.{uuid.uuid4().hex}.tmp"
+    tmp = storage.temp_name(final)
     try:
         with open(tmp, "wb") as fh:
             pq.write_table(table, fh)
@@ -192,33 +228,38 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def result_files(results_dir: str | Path) -> list[Path]:
+def result_files(results_dir: str | Path) -> list[str]:
     """The published result files (hidden temp files and other names are not results)."""
-    if is_uri(results_dir):
-        fs, base = remote(str(results_dir))
-        infos = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
-        names = sorted(i.base_name for i in infos if i.type == pafs.FileType.File)
-        return [f"{str(results_dir).rstrip('/')}/{n}" for n in names  # type: ignore[misc]
-                if n.endswith(".parquet") and not n.startswith((".", "_"))]
-    d = local_path(results_dir)
-    return sorted(p for p in d.glob("*.parquet") if not p.name.startswith((".", "_"))) if d.is_dir() else []
+    return storage.list_files(results_dir, ".parquet")
+
+
+def _upgrade(t: pa.Table, version: int) -> pa.Table:
+    """A table written by an older schema version, in today's columns: new columns derived where the
+    old ones say what they would have held, else null (every column added since version 2 allows that)."""
+    if version < 3 and "rewind_spec" not in t.column_names:  # v2 kept only the iterations
+        spec = pa.array([f"{k}it" for k in t["rewind_step"].to_pylist()], _S)
+        t = t.append_column("rewind_spec", spec)
+    for f in SCHEMA:
+        if f.name not in t.column_names:
+            t = t.append_column(f.name, pa.nulls(t.num_rows, f.type))
+    return t
 
 
 def read(results_dir: str | Path) -> pa.Table:
     """All rows under `results_dir`; ResultsError naming the first file that is not an lthray result."""
-    files = result_files(results_dir)
-    fs = remote(str(results_dir))[0] if is_uri(results_dir) else None
+    fs, _ = storage.resolve(results_dir)
     tables = []
-    for p in files:
+    for p in result_files(results_dir):
         try:
-            t = pq.read_table(remote(str(p))[1] if fs else p, filesystem=fs)
+            t = pq.read_table(storage.resolve(p)[1], filesystem=fs)
         except Exception as e:
             raise ResultsError(f"{p}: not a readable Parquet file ({type(e).__name__}: {e})") from e
         version = (t.schema.metadata or {}).get(b"lthray.schema_version")
         if version is None:
             raise ResultsError(f"{p}: not an lthray results file (no lthray.schema_version in its metadata)")
-        if int(version) != SCHEMA_VERSION:
-            raise ResultsError(f"{p}: schema version {int(version)}, this lthray reads version {SCHEMA_VERSION}")
+        if not 2 <= int(version) <= SCHEMA_VERSION:
+            raise ResultsError(f"{p}: schema version {int(version)}, this lthray reads versions 2 to {SCHEMA_VERSION}")
+        t = _upgrade(t, int(version)) if int(version) < SCHEMA_VERSION else t
         tables.append(t.select(SCHEMA.names).cast(SCHEMA))
     return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
 

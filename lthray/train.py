@@ -17,9 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lthray import masks
 from lthray.config import TrainConfig
-from lthray.data import Data, augment, steps_per_epoch
-from lthray.masks import Mask, prunable
+from lthray.data import Data, batch_at, epoch_order, step_seed, steps_per_epoch
+from lthray.masks import Mask
+from lthray.modes import eval_mode
 
 
 class Diverged(RuntimeError):
@@ -34,10 +36,6 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     t = (step - warm) / max(1, total - warm)
     lo = cfg.lr * cfg.final_lr
     return lo + 0.5 * (cfg.lr - lo) * (1 + math.cos(math.pi * min(1.0, t)))
-
-
-def _step_seed(seed: int, salt: int, n: int) -> int:
-    return (seed * 1_000_003 + salt * 7_919 + n) % (2**63 - 1)
 
 
 @dataclass
@@ -69,30 +67,21 @@ def train(
     device = data.train_x.device
     spe = steps_per_epoch(len(data.train_x), cfg.batch_size)
     total = cfg.epochs * spe
-    params = prunable(model)
-    masked = [params[k] for k in (mask or {})]
-    # Masks as float, made once: re-zeroing is one fused multiply per step, no allocation.
-    fmask = [m.to(device=w.device, dtype=w.dtype) for m, w in zip((mask or {}).values(), masked, strict=True)]
-    if masked:
-        with torch.no_grad():
-            torch._foreach_mul_(masked, fmask)
+    masked = masks.as_float(model, mask or {})
+    masks.rezero(*masked)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
                           weight_decay=cfg.weight_decay)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     model.train()
-    t0, perm, perm_epoch = time.perf_counter(), None, -1
+    t0, order, order_epoch = time.perf_counter(), torch.empty(0), -1
     last_loss = torch.zeros((), device=device)
     for step in range(start, end):
         if on_step is not None:
             on_step(step)
         epoch, i = divmod(step, spe)
-        if epoch != perm_epoch:
-            g = torch.Generator().manual_seed(_step_seed(seed, 1, epoch))
-            perm, perm_epoch = torch.randperm(len(data.train_x), generator=g).to(device), epoch
-        idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-        x = augment(data.train_x[idx], data.spec.pad, data.spec.flip,
-                    torch.Generator().manual_seed(_step_seed(seed, 2, step)))
-        y = data.train_y[idx]
+        if epoch != order_epoch:
+            order, order_epoch = epoch_order(len(data.train_x), seed, epoch).to(device), epoch
+        x, y = batch_at(data, order, i, cfg.batch_size, torch.Generator().manual_seed(step_seed(seed, 2, step)))
         for group in opt.param_groups:
             group["lr"] = constant_lr if constant_lr is not None else lr_at(step, total, cfg)
         with autocast:
@@ -102,9 +91,7 @@ def train(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if masked:
-            with torch.no_grad():
-                torch._foreach_mul_(masked, fmask)
+        masks.rezero(*masked)
         last_loss = loss.detach()
         # A host sync every 25 steps is enough to catch divergence without stalling a GPU each step.
         if step % 25 == 0 and not torch.isfinite(last_loss):
@@ -117,15 +104,16 @@ def train(
 
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) on (x, y); the model's train/eval mode is restored afterwards."""
-    was_training = model.training
-    model.eval()
-    correct, loss = 0, 0.0
-    try:
+    """(accuracy, mean cross-entropy) on (x, y); the model's train/eval mode is restored afterwards.
+
+    Sums stay on the device (float64) and are read once at the end: one host sync per evaluation, not
+    one per batch, which on a GPU would stall the queue after every batch.
+    """
+    correct = torch.zeros((), dtype=torch.int64, device=x.device)
+    loss = torch.zeros((), dtype=torch.float64, device=x.device)
+    with eval_mode(model):
         for i in range(0, len(x), batch_size):
             out = model(x[i : i + batch_size]).float()
-            loss += float(F.cross_entropy(out, y[i : i + batch_size], reduction="sum"))
-            correct += int((out.argmax(1) == y[i : i + batch_size]).sum())
-    finally:
-        model.train(was_training)
-    return correct / len(x), loss / len(x)
+            loss += F.cross_entropy(out, y[i : i + batch_size], reduction="sum").double()
+            correct += (out.argmax(1) == y[i : i + batch_size]).sum()
+    return int(correct) / len(x), float(loss) / len(x)

@@ -17,19 +17,18 @@ from ray import tune
 
 from lthray.config import from_flat, run_id
 from lthray.lottery import STATE, TrialState, run_trial
+from lthray.results import REPORTED
 
 # final accuracy, final Grad-CAM fidelity and final concept fidelity (all to the dense model)
 OBJECTIVES = {"test_acc": "max", "cam_spearman": "max", "concept_topk_overlap": "max"}
 
 
 def metrics_of(row: dict[str, Any]) -> dict[str, Any]:
-    """What a trial reports to Tune. A diverged level scores 0 on every objective (worst possible)."""
+    """What a trial reports to Tune: the columns marked `report` in LevelRecord, and the node it ran on.
+    A diverged level scores 0 on every objective (worst possible)."""
     ok = row["status"] == "ok"
     return {
-        "level": row["level"], "density": row["density"], "status": row["status"], "run_id": row["run_id"],
-        "train_steps": row["train_steps"], "node_id": ray.get_runtime_context().get_node_id(),
-        "method": row["method"], "cam_iou": row.get("cam_iou"), "cam_faithfulness": row.get("cam_faithfulness"),
-        "pcbm_acc": row.get("pcbm_acc"), "guidance_weight": row["guidance_weight"], "lambda_fid": row["lambda_fid"],
+        **{k: row[k] for k in REPORTED}, "node_id": ray.get_runtime_context().get_node_id(),
         **{k: (row[k] if ok and row[k] is not None and math.isfinite(row[k]) else 0.0) for k in OBJECTIVES},
     }
 
@@ -45,7 +44,7 @@ def trainable(params: dict[str, Any], *, base: dict[str, Any], results_dir: str,
     # Ray sets OMP_NUM_THREADS to the trial's CPUs; torch must use that many, not every core.
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # no "Checkpoint created" line per level
-    cfg = from_flat({**base, **params})
+    cfg = from_flat({**base, **params.get("params", params)})  # grid search: one 'params' dict
     own = runs_dir is not None
     workdir = Path(runs_dir) / run_id(cfg) if own else Path(tempfile.mkdtemp(prefix="lthray-trial-"))
     workdir.mkdir(parents=True, exist_ok=True)

@@ -14,48 +14,18 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.metrics.cam_mult_image import CamMultImageConfidenceChange
 from pytorch_grad_cam.metrics.road import ROADCombined
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
-from scipy.stats import rankdata
 from torch import nn
 
 from lthray.config import ExplainConfig
-
-
-class _ModeKept:
-    """pytorch-grad-cam puts the model in eval mode and leaves .grad behind: undo both on exit."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model, self.training = model, model.training
-
-    def __enter__(self) -> nn.Module:
-        return self.model
-
-    def __exit__(self, *exc: object) -> None:
-        self.model.zero_grad(set_to_none=True)
-        self.model.train(self.training)
+from lthray.explain.rank import spearman
+from lthray.modes import eval_mode
 
 
 def gradcam(model: nn.Module, layer: nn.Module, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
     """Grad-CAM maps (N, H, W) in [0, 1] at input resolution, for class y[i] of image x[i]."""
     targets = [ClassifierOutputTarget(int(c)) for c in y.tolist()]
-    with _ModeKept(model), GradCAM(model=model, target_layers=[layer]) as cam:
+    with eval_mode(model, clear_grads=True), GradCAM(model=model, target_layers=[layer]) as cam:
         return cam(input_tensor=x, targets=targets).astype(np.float32)
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-image Spearman rank correlation of two map stacks (N, H, W).
-
-    A constant map ranks nothing. Two constant maps are identical (1); a constant map against a
-    non-constant one agrees on no ranking at all (0) - a collapsed pruned model whose Grad-CAM is flat
-    has lost its explanation, which must score low, not vanish from the mean as a NaN would.
-    """
-    ra = rankdata(a.reshape(len(a), -1), axis=1)
-    rb = rankdata(b.reshape(len(b), -1), axis=1)
-    ra -= ra.mean(1, keepdims=True)
-    rb -= rb.mean(1, keepdims=True)
-    va, vb = (ra**2).sum(1), (rb**2).sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rho = (ra * rb).sum(1) / np.sqrt(va * vb)
-    return np.where((va > 0) & (vb > 0), rho, np.where((va == 0) & (vb == 0), 1.0, 0.0))
 
 
 def topk_iou(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
@@ -82,8 +52,7 @@ def faithfulness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, maps: np.nd
     targets = [ClassifierOutputSoftmaxTarget(int(c)) for c in y.tolist()]
     metric = ROADCombined(percentiles=list(cfg.road_percentiles)) if cfg.faithfulness == "road" \
         else CamMultImageConfidenceChange()
-    with _ModeKept(model), torch.random.fork_rng(devices=[]):
-        model.eval()
+    with eval_mode(model, clear_grads=True), torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # ROAD's imputation adds noise: same noise for every model compared
         return np.asarray(metric(x, maps, targets, model), dtype=np.float64).reshape(-1)
 

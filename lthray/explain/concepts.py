@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from lthray.data import Data, cache_dir
+from lthray.explain.rank import spearman
+from lthray.modes import eval_mode
+from lthray.storage import atomic_torch_save
 
 HERE = Path(__file__).resolve().parent
 VOCAB_DIR = HERE.parent / "concepts"
@@ -96,7 +98,8 @@ def clip_similarities(model: nn.Module, tokenizer, concepts: list[str], images: 
 class Bank:
     name: str
     concepts: list[str]
-    train_sim: torch.Tensor  # (N_train, n_concepts)
+    train_sim: torch.Tensor  # (N_images, n_concepts): scores of the bank's training images
+    train_idx: torch.Tensor | None = None  # which training images (None: all, in order)
 
 
 _BANKS: dict[tuple[str, str, str, str], Bank] = {}  # per process: trials in one worker share a bank
@@ -122,10 +125,8 @@ def concept_bank(data: Data, model_name: str, pretrained: str) -> Bank:
         images = (data.train_x.cpu() * data.std + data.mean).clamp(0, 1)
         model, tok = load_clip(model_name, pretrained)
         sim = clip_similarities(model, tok, concepts, images)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save({"concepts": concepts, "train_sim": sim}, tmp)
-        os.replace(tmp, path)  # concurrent trials may race to write it: both write the same thing, atomically
+        # concurrent trials may race to write it: both write the same thing, atomically
+        atomic_torch_save({"concepts": concepts, "train_sim": sim}, path)
     _BANKS[key] = Bank(name, concepts, sim)
     return _BANKS[key]
 
@@ -206,12 +207,8 @@ def features(model: nn.Module, x: torch.Tensor, batch: int = 256) -> torch.Tenso
     """Penultimate features of `model` on x, in eval mode (mode restored).
 
     Batches of 256 keep activations cache-sized: ~2x faster on CPU than batches of 1000 (measured)."""
-    was = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         return torch.cat([model.features(x[i : i + batch]).float() for i in range(0, len(x), batch)])
-    finally:
-        model.train(was)
 
 
 def topk_overlap(a: np.ndarray, b: np.ndarray) -> float:
@@ -221,10 +218,5 @@ def topk_overlap(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def weight_spearman(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Spearman correlation of two concept -> class weight matrices (flattened); 0 if either is constant."""
-    from scipy.stats import spearmanr
-
-    x, y = a.flatten().numpy(), b.flatten().numpy()
-    if np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float(np.ptp(x) == 0 and np.ptp(y) == 0)
-    return float(spearmanr(x, y).statistic)
+    """Spearman correlation of two concept -> class weight matrices (flattened); 0 if one is constant."""
+    return float(spearman(a.flatten().numpy()[None], b.flatten().numpy()[None])[0])

@@ -12,11 +12,11 @@ from lthray.models.common import MODELS, CamModel
 __all__ = ["MODELS", "CamModel", "build"]
 
 
-def build(name: str, num_classes: int, seed: int) -> CamModel:
+def build(name: str, num_classes: int, seed: int, in_channels: int = 3) -> CamModel:
     """A freshly initialised model; `seed` fixes its initial weights (the lottery ticket's 'init')."""
     builder = MODELS.get(name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = builder(num_classes)
+        model = builder(num_classes, in_channels)
     assert isinstance(model, nn.Module)
     return model

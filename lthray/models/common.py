@@ -23,7 +23,7 @@ class CamModel(nn.Module):
         return self.fc(self.features(x))
 
 
-MODELS: Registry[Callable[[int], CamModel]] = Registry("model")
+MODELS: Registry[Callable[[int, int], CamModel]] = Registry("model")  # (num_classes, in_channels)
 
 
 def conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:

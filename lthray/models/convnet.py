@@ -13,11 +13,11 @@ from lthray.models.common import MODELS, CamModel, conv_bn
 
 
 class ConvNet(CamModel):
-    def __init__(self, num_classes: int = 10, width: int = 16) -> None:
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, width: int = 16) -> None:
         super().__init__()
         c = width
         self.body = nn.Sequential(
-            conv_bn(3, c), nn.MaxPool2d(2),  # 16x16
+            conv_bn(in_channels, c), nn.MaxPool2d(2),  # 16x16
             conv_bn(c, 2 * c), nn.MaxPool2d(2),  # 8x8
             conv_bn(2 * c, 4 * c),
             conv_bn(4 * c, 4 * c),

@@ -27,10 +27,10 @@ class Block(nn.Module):
 
 
 class ResNetCifar(CamModel):
-    def __init__(self, num_classes: int = 10, depth: int = 20, width: int = 16) -> None:
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, depth: int = 20, width: int = 16) -> None:
         super().__init__()
         n = (depth - 2) // 6
-        self.conv = nn.Conv2d(3, width, 3, 1, 1, bias=False)
+        self.conv = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
         self.bn = nn.BatchNorm2d(width)
         stages, cin = [], width
         for i, cout in enumerate((width, 2 * width, 4 * width)):
@@ -46,4 +46,4 @@ class ResNetCifar(CamModel):
         return self.layer3(self.layer2(self.layer1(x))).mean(dim=(2, 3))
 
 
-MODELS.register("resnet20")(lambda num_classes: ResNetCifar(num_classes, depth=20))
+MODELS.register("resnet20")(lambda num_classes, in_channels=3: ResNetCifar(num_classes, in_channels, depth=20))

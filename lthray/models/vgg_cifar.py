@@ -11,10 +11,10 @@ CFG_11 = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512]
 
 
 class VGGCifar(CamModel):
-    def __init__(self, num_classes: int = 10, cfg: list = CFG_11) -> None:
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, cfg: list = CFG_11) -> None:
         super().__init__()
         layers: list[nn.Module] = []
-        cin = 3
+        cin = in_channels
         for v in cfg:
             if v == "M":
                 layers.append(nn.MaxPool2d(2))

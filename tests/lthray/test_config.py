@@ -77,3 +77,27 @@ def test_target_density_sets_rate():
     p = PruneConfig(levels=4, target_density=0.0625)
     assert p.rate_per_level == pytest.approx(0.5)
     assert p.density_at(4) == pytest.approx(0.0625)
+
+
+def test_a_step_keeps_its_unit_and_converts_once():
+    from lthray.config import Step
+
+    assert Step.parse("2ep") == Step(2, "ep") and str(Step.parse("2ep")) == "2ep"
+    assert Step.parse(" 500it ").iterations(11) == 500 and Step.parse("2ep").iterations(11) == 22
+    assert Step.parse(7) == Step(7, "it") and Step.parse(Step(3, "ep")) == Step(3, "ep")
+    cfg = TrialConfig(prune=PruneConfig(rewind_step="1ep"))
+    assert str(cfg.prune.rewind_at) == "1ep" and cfg.rewind_steps == cfg.steps_per_epoch
+    for bad in ("1.5ep", "ep", "-1it", True):
+        with pytest.raises(ConfigError):
+            Step.parse(bad)
+
+
+def test_key_value_parsing_has_one_home():
+    from lthray.config import parse_override
+
+    assert parse_override("train.epochs=6") == ("train.epochs", 6)
+    assert parse_override(" model.name =resnet20") == ("model.name", "resnet20")
+    assert parse_override("x=[1, 2]") == ("x", [1, 2])
+    for bad in ("noequals", "=3"):
+        with pytest.raises(ConfigError, match="KEY=VALUE"):
+            parse_override(bad)

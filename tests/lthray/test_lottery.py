@@ -122,3 +122,36 @@ def test_train_config_is_respected(tiny_cfg, tmp_path, monkeypatch):
     run_trial(cfg, tmp_path / "w", tmp_path / "r")
     assert rec.calls[0]["start"] == 0 and rec.calls[0]["end"] == 2 * (1437 // 128)
     assert isinstance(cfg.train, TrainConfig)
+
+
+def test_rewind_modes_are_registered_functions(tiny_cfg):
+    from lthray.rewind import REWINDS
+
+    assert REWINDS.names() == ["finetune", "lr", "weight"]
+    model, point = build("convnet", 10, 0), build("convnet", 10, 1).state_dict()
+    trained = {k: v.clone() for k, v in model.state_dict().items()}
+    k, total = tiny_cfg.rewind_steps, tiny_cfg.total_steps
+    s = REWINDS.get("lr")(model, point, tiny_cfg)
+    assert (s.start, s.end, s.constant_lr) == (k, total, None)
+    assert all(torch.equal(v, trained[n]) for n, v in model.state_dict().items())  # weights kept
+    s = REWINDS.get("finetune")(model, point, tiny_cfg)
+    assert s.constant_lr == pytest.approx(tiny_cfg.train.lr * tiny_cfg.train.final_lr)
+    s = REWINDS.get("weight")(model, point, tiny_cfg)
+    assert (s.start, s.end) == (k, total)
+    assert all(torch.equal(v, point[n]) for n, v in model.state_dict().items())  # weights and BN buffers
+    with pytest.raises(KeyError, match="finetune, lr, weight"):
+        REWINDS.get("rewind-to-the-future")
+
+
+def test_stages_run_one_at_a_time(tiny_cfg):
+    from lthray.rewind import Schedule
+
+    t = lottery.setup(tiny_cfg, TrialState(), torch.device("cpu"), sweep="s", trial_id="")
+    assert t.identity["rewind_spec"] == "3it" and t.identity["rewind_step"] == 3
+    tr = lottery.train_level(t, 0, masks.ones(t.model), Schedule(0, tiny_cfg.total_steps))
+    assert tr.steps == tiny_cfg.total_steps
+    cols = lottery.measure(t, 0)
+    assert cols["cam_spearman"] == pytest.approx(1.0) and t.state.dense_maps is not None
+    t.state.mask, t.state.level = masks.ones(t.model), 0
+    mask = lottery.prune(t, 1)
+    assert masks.density(mask) == pytest.approx(0.5, abs=1e-3)

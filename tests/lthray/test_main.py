@@ -3,7 +3,7 @@
 from lthray import results
 from lthray.__main__ import main
 
-SMALL = ["--set", "prune.levels=1", "--set", "train.epochs=1", "--set", "data.probe_size=8",
+SMALL = ["--preset", "smoke", "--set", "prune.levels=1", "--set", "train.epochs=1", "--set", "data.probe_size=8",
          "--set", "explain.faithfulness=confidence_drop", "--set", "concepts.proj_steps=10"]
 
 

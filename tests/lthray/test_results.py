@@ -1,4 +1,6 @@
+import dataclasses
 import os
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.dataset as pads
@@ -89,3 +91,45 @@ def test_object_store_results_are_written_once(make_row):
     assert [p.rsplit("/", 1)[1] for p in results.result_files(uri)] == ["run_x__L000.parquet", "run_x__L001.parquet"]
     t = results.read(uri)
     assert t.num_rows == 2 and t["test_acc"].to_pylist() == [0.9, 0.9]
+
+
+FIXTURE_V2 = Path(__file__).parents[1] / "fixtures" / "results_v2"
+
+
+def test_results_written_by_schema_version_2_still_read():
+    """A committed smoke trial written by schema version 2 (before rewind_spec existed)."""
+    t = results.read(FIXTURE_V2)
+    assert t.schema.equals(results.SCHEMA)
+    assert t.num_rows == 3 and sorted(t["level"].to_pylist()) == [0, 1, 2]
+    assert set(t["schema_version"].to_pylist()) == {2}  # rows say which version wrote them
+    assert t["rewind_step"].to_pylist() == [5, 5, 5]
+    assert t["rewind_spec"].to_pylist() == ["5it"] * 3  # derived from the iterations v2 kept
+    assert t["test_acc"].to_pylist()[0] == pytest.approx(0.1388888888888889)
+
+
+def test_schema_columns_come_from_the_level_record():
+    names = [f.name for f in dataclasses.fields(results.LevelRecord)]
+    assert results.SCHEMA.names == ["schema_version", *names, "created_at"]
+    for f in dataclasses.fields(results.LevelRecord):
+        assert f.metadata["doc"], f"column {f.name} has no one-line meaning"
+        assert results.SCHEMA.field(f.name).nullable == f.metadata["nullable"]
+    assert {"test_acc", "cam_spearman", "level", "density", "status"} <= set(results.REPORTED)
+    assert "probe_cams" not in results.REPORTED  # maps stay out of Tune's result.json
+
+
+def test_a_record_is_typed_and_writes_like_a_dict(make_row, tmp_path):
+    row = make_row()
+    rec = results.LevelRecord(**row)
+    assert rec.to_row() == row
+    assert results.write_row(tmp_path, rec)
+    with pytest.raises(TypeError, match="tset_acc"):
+        results.LevelRecord(**{**row, "tset_acc": 0.5})  # a misspelt column fails where it is made
+    diverged = results.LevelRecord(**{k: v for k, v in row.items() if k not in ("test_acc", "cam_iou")})
+    assert diverged.test_acc is None and diverged.cam_iou is None  # metrics default to null
+
+
+def test_progress_line_shows_level_first_and_skips_missing(make_row):
+    line = results.progress_line(make_row(level=3, density=0.125, test_acc=0.75))
+    assert line.split()[:2] == ["level", "3"]
+    assert "density 0.1250" in line and "acc 0.7500" in line and "imp" in line
+    assert "acc" not in results.progress_line({"level": 1, "test_acc": None})

@@ -1,0 +1,154 @@
+"""Sweep presets: a base trial config plus the categorical search space Optuna samples from.
+
+Every choice is categorical, so `validate()` can build every config the sweep could ever sample and
+refuse a bad preset or override before a single trial starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from lthray.config import ConfigError, from_flat
+from lthray.criteria import METHODS
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    base: dict[str, Any]  # flat config keys fixed for the whole sweep
+    space: dict[str, list[Any]]  # flat config key -> choices
+    guided_space: dict[str, list[Any]] = field(default_factory=dict)  # only sampled for guided methods
+    num_samples: int = 8
+    about: str = ""
+    search: str = "optuna"  # optuna: sample num_samples configs | grid: every combination exactly once
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Preset:
+        """A copy whose base has `overrides` (and whose spaces no longer sample those keys)."""
+        space = {k: v for k, v in self.space.items() if k not in overrides}
+        guided = {k: v for k, v in self.guided_space.items() if k not in overrides}
+        return dataclasses.replace(self, base={**self.base, **overrides}, space=space, guided_space=guided)
+
+    def with_choices(self, choices: dict[str, list[Any]]) -> Preset:
+        """A copy that samples `choices` for those keys (and no longer fixes them in the base)."""
+        base = {k: v for k, v in self.base.items() if k not in choices}
+        return dataclasses.replace(self, base=base, space={**self.space, **choices})
+
+    def grid(self) -> list[dict[str, Any]]:
+        """Every combination of the space's choices, the guided keys only for guided methods: each config
+        once, so every method meets IMP at the same seed, schedule and level (a paired design)."""
+        out, keys = [], list(self.space)
+        for combo in itertools.product(*self.space.values()):
+            params = dict(zip(keys, combo, strict=True))
+            extra = self.guided_space if is_guided(params.get("prune.method", self.base.get("prune.method", "imp"))) \
+                else {}
+            for more in itertools.product(*extra.values()):
+                out.append({**params, **dict(zip(extra, more, strict=True))})
+        return out
+
+    def validate(self) -> None:
+        """Build every config the space can produce; raises ConfigError naming the first bad one."""
+        from_flat(self.base)
+        keys = list(self.space) + list(self.guided_space)
+        for combo in itertools.product(*self.space.values(), *self.guided_space.values()):
+            flat = {**self.base, **dict(zip(keys, combo, strict=True))}
+            try:
+                from_flat(flat)
+            except ConfigError as e:
+                choice = {k: flat[k] for k in keys}
+                raise ConfigError(f"preset {self.name!r} can sample an invalid config {choice}: {e}") from None
+
+    def signature(self) -> str:
+        """Hash of what a sweep samples from: a resumed sweep must have the same one."""
+        blob = json.dumps({"base": self.base, "space": self.space, "guided": self.guided_space,
+                           **({"search": self.search} if self.search != "optuna" else {})}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def is_guided(method: str) -> bool:
+    return METHODS.get(method).guide is not None
+
+
+_REWIND = {"prune.rewind": ["weight", "lr", "finetune"]}
+_METHODS = {"prune.method": ["imp", "cam_guided", "concept_guided", "stability", "random"]}
+_GUIDED = {"prune.guidance_weight": [0.25, 0.5, 1.0]}
+ALL_METHODS = ["imp", "random", "cam_guided", "concept_guided", "stability"]
+
+# Fashion-MNIST study: every method at one schedule, rewind and training length, 3 seeds, paired by
+# (seed, level). The convnet's weights sit in its convolutions (61k conv vs 650 in the head), so its
+# accuracy knee falls within the levels; a network dominated by one big FC layer keeps dense accuracy
+# down to below 1% density on this data and would show no knee at all.
+_FASHION = {"data.dataset": "fashion_mnist", "data.probe_size": 64, "model.name": "convnet",
+            "data.augment": False, "train.batch_size": 128, "train.lr": 0.1, "prune.rewind": "weight", "prune.rewind_step": "0it",
+            "concepts.source": "imagenet", "explain.faithfulness": "road"}
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        Preset(
+            "smoke",
+            base={"data.dataset": "digits", "data.probe_size": 16, "model.name": "convnet", "train.epochs": 2,
+                  "train.batch_size": 128, "prune.levels": 2, "prune.rate": 0.5,
+                  "explain.faithfulness": "confidence_drop", "explain.guide_size": 64, "concepts.proj_steps": 30},
+            space={**_METHODS, "prune.rewind": ["weight", "lr"], "prune.rewind_step": ["0it", "5it"],
+                   "prune.lambda_fid": [0.0, 0.5], "seed": [0, 1]},
+            guided_space={"prune.guidance_weight": [0.5]},
+            num_samples=2,
+            about="seconds per trial: wiring checks and tests",
+        ),
+        Preset(
+            "digits",
+            base={"data.dataset": "digits", "data.probe_size": 64, "model.name": "convnet", "train.epochs": 6,
+                  "train.batch_size": 128, "train.lr": 0.1},
+            # digits is easy (DESIGN.md: ~99% down to 17% density), so the space reaches ~0.4%-2% density
+            space={**_METHODS, **_REWIND, "prune.rewind_step": ["0it", "1ep"], "prune.lambda_fid": [0.0, 0.5],
+                   "prune.rate": [0.3, 0.5, 0.6], "prune.levels": [6, 8], "seed": [0, 1, 2]},
+            guided_space=_GUIDED,
+            num_samples=8,
+            about="embedded sklearn digits, convnet: a few minutes on a laptop CPU",
+        ),
+        Preset(
+            "fashion",
+            base={**_FASHION, "train.epochs": 2, "prune.rate": 0.6, "prune.levels": 5},
+            space={"prune.method": ALL_METHODS, "seed": [0, 1, 2]}, guided_space={"prune.guidance_weight": [0.5]},
+            num_samples=15, search="grid",
+            about="the reference study: Fashion-MNIST, every method x 3 seeds, paired; < 60 min on 2 CPU cores",
+        ),
+        Preset(
+            "fashion-demo",
+            base={**_FASHION, "data.train_size": 8000, "train.epochs": 1, "prune.rate": 0.6, "prune.levels": 4,
+                  "concepts.bank_size": 1000, "data.probe_size": 32},
+            space={"prune.method": ALL_METHODS, "seed": [0, 1, 2]}, guided_space={"prune.guidance_weight": [0.5]},
+            num_samples=15, search="grid",
+            about="make demo: the study's design on an 8k-image subset, 1 epoch a level; < 10 min on 2 cores",
+        ),
+        Preset(
+            "cifar10-resnet20",
+            base={"data.dataset": "cifar10", "data.probe_size": 128, "model.name": "resnet20", "train.epochs": 30,
+                  "train.batch_size": 128, "train.lr": 0.1, "train.weight_decay": 1e-4,
+                  "concepts.clip_model": "ViT-B-32", "concepts.clip_pretrained": "laion2b_s34b_b79k"},
+            space={**_METHODS, **_REWIND, "prune.rewind_step": ["0it", "500it", "2ep"],
+                   "prune.lambda_fid": [0.0, 0.1, 1.0], "prune.rate": [0.2], "prune.levels": [10, 15],
+                   "seed": [0, 1, 2]},
+            guided_space=_GUIDED,
+            num_samples=64,
+            about="CIFAR-10 (downloads once), ResNet-20: for a GPU cluster",
+        ),
+    ]
+}
+
+
+def sample(preset: Preset, trial: Any) -> dict[str, Any]:
+    """Optuna define-by-run space: the sampled flat keys; guided keys only when the method is guided."""
+    out = {k: trial.suggest_categorical(k, v) for k, v in preset.space.items()}
+    method = out.get("prune.method", preset.base.get("prune.method", "imp"))
+    if is_guided(method):
+        out.update({k: trial.suggest_categorical(k, v) for k, v in preset.guided_space.items()})
+    return out
+
+
+__all__ = ["PRESETS", "Preset", "sample"]

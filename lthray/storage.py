@@ -1,0 +1,96 @@
+"""Where things are stored: local folders and object stores behind one pyarrow.fs interface, and the one
+temp-file-then-rename used for every local file that must appear whole or not at all.
+
+`pyarrow.fs.FileSystem.from_uri` resolves both 's3://bucket/x' and '/local/x' to (filesystem, path), so
+code that lists, reads or writes results never branches on where they live. Only publishing a result row
+locally needs more than pyarrow offers (a hard link: atomic *and* never overwriting), see results.py.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+from typing import BinaryIO
+
+import pyarrow.fs as pafs
+
+
+def is_uri(location: str | Path) -> bool:
+    """'s3://bucket/x', 'gs://...': storage reached through pyarrow.fs rather than the local disk."""
+    return "://" in str(location) and not str(location).startswith("file://")
+
+
+@lru_cache(maxsize=16)
+def _from_uri(root: str) -> pafs.FileSystem:
+    # One filesystem object per bucket: S3 clients are costly to make (and a mock:// one keeps its files).
+    return pafs.FileSystem.from_uri(root)[0]
+
+
+def resolve(location: str | Path) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path inside it) for a folder, a file:// URI or an object-store URI."""
+    text = str(location)
+    if not is_uri(text):
+        return pafs.LocalFileSystem(), str(Path(text.removeprefix("file://")).expanduser().resolve())
+    scheme, _, rest = text.partition("://")
+    bucket = rest.split("/", 1)[0]
+    return _from_uri(f"{scheme}://{bucket}"), rest.rstrip("/")
+
+
+def exists(location: str | Path) -> bool:
+    fs, path = resolve(location)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def list_files(folder: str | Path, suffix: str) -> list[str]:
+    """Published files named *suffix in `folder` (hidden '.x' and '_x' files are never results), sorted."""
+    fs, base = resolve(folder)
+    infos = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
+    names = sorted(i.base_name for i in infos if i.type == pafs.FileType.File)
+    root = str(folder).rstrip("/")
+    return [f"{root}/{n}" for n in names if n.endswith(suffix) and not n.startswith((".", "_"))]
+
+
+def read_text(location: str | Path) -> str:
+    fs, path = resolve(location)
+    with fs.open_input_stream(path) as f:
+        return f.read().decode()
+
+
+def write_text(location: str | Path, text: str) -> None:
+    """Write a small text file whole (locally through a temp file; an object store publishes on close)."""
+    fs, path = resolve(location)
+    if isinstance(fs, pafs.LocalFileSystem):
+        atomic_write(Path(path), lambda fh: fh.write(text.encode()))
+        return
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(text.encode())
+
+
+def temp_name(path: Path) -> Path:
+    """A hidden, unique sibling of `path` (readers of the folder skip dot-files)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write `path` through a temp file and os.replace: a crash leaves the old file or the new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(path)
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_torch_save(obj: object, path: Path) -> None:
+    """torch.save, published atomically (checkpoints, concept caches)."""
+    import torch
+
+    atomic_write(path, lambda fh: torch.save(obj, fh))
