@@ -42,7 +42,7 @@ def _probe_images(row: pd.Series) -> np.ndarray | None:
     except data_mod.DataUnavailableError:
         return None
     x = (d.probe_x[:GALLERY] * d.std + d.mean).clamp(0, 1)
-    return x.permute(0, 2, 3, 1).numpy()
+    return x.expand(-1, 3, -1, -1).permute(0, 2, 3, 1).numpy()  # grayscale shown as RGB for the overlay
 
 
 def gallery(rows: pd.DataFrame, out: Path, images: int = 2) -> Path | None:

@@ -3,10 +3,11 @@
     python -m analysis.pareto [--results runs/NAME/results] [--out DIR]
 
 Writes into DIR: pareto.html (every chart, self-contained), pareto.png (accuracy vs Grad-CAM fidelity and
-vs concept fidelity, one front per method), lth_curve.png (accuracy vs density per method: the classic
-LTH curve), concept_curve.png (concept overlap vs density), gallery.png (Grad-CAM overlays, dense vs
+vs concept fidelity, one front per method), lth_trials.png (accuracy vs density, one line per trial),
+concept_curve.png (concept overlap vs density), gallery.png (Grad-CAM overlays, dense vs
 pruned), pareto_front.csv (the non-dominated trials), trials.csv (every trial's final level) and
-concept_shift.csv (top concepts per class, dense vs sparsest).
+concept_shift.csv (top concepts per class, dense vs sparsest). Then the study report (analysis.report):
+report.html and report.md with CIs over seeds and paired differences against IMP, and their PNGs.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def curve_chart(rows: pd.DataFrame, y: str, title: str) -> alt.FacetChart:
         y=alt.Y(f"{y}:Q", title=title, scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("guidance_weight:O", title="guidance g"), detail="run_id:N",
         tooltip=["run_id", "level", alt.Tooltip("density:Q", format=".4f"), alt.Tooltip(f"{y}:Q", format=".3f")],
-    ).properties(width=220, height=180).facet(column=alt.Column("method:N", title=f"{title} vs density"))
+    ).properties(width=220, height=180).facet(facet=alt.Facet("method:N", title=f"{title} vs density"), columns=4)
 
 
 def lth_chart(rows: pd.DataFrame) -> alt.FacetChart:
@@ -118,8 +119,8 @@ def lth_chart(rows: pd.DataFrame) -> alt.FacetChart:
                  "schedule", "seed"],
     )
     rule = base.mark_rule(strokeDash=[4, 3], color="black").encode(y="mean(dense_acc):Q")
-    return alt.layer(line, rule).properties(width=300, height=240).facet(
-        column=alt.Column("method:N", title="accuracy vs density per method (dashed: dense baseline)")
+    return alt.layer(line, rule).properties(width=260, height=220).facet(
+        facet=alt.Facet("method:N", title="accuracy vs density per method (dashed: dense baseline)"), columns=4
     )
 
 
@@ -146,23 +147,32 @@ def main(argv: list[str] | None = None) -> int:
     fronts = {fid: pareto_front(trials, "test_acc", fid) for fid in (FIDELITY, CONCEPT)}
     pd.concat([f[cols].assign(front=fid) for fid, f in fronts.items()]).to_csv(out / "pareto_front.csv", index=False)
     trials[cols].to_csv(out / "trials.csv", index=False)
-    fc = alt.hconcat(*[front_chart(trials, f, fid) for fid, f in fronts.items() if trials[fid].notna().any()])
-    lc = lth_chart(rows)
-    cc = curve_chart(rows, CONCEPT, "concept overlap")
+    # Charts embed only the columns they draw: the per-row maps, concept lists and configs stay out of the
+    # page (with them, 8 trials made a 12 MB pareto.html).
+    light = rows[[c for c in rows.columns if c not in ("probe_cams", "top_concepts", "config_json")]]
+    trials_light = trials[[c for c in cols if c in trials]]
+    fc = alt.hconcat(*[front_chart(trials_light, f[cols], fid) for fid, f in fronts.items()
+                       if trials[fid].notna().any()])
+    lc = lth_chart(light)
+    cc = curve_chart(light, CONCEPT, "concept overlap")
     banks = ", ".join(sorted(rows["concept_bank"].unique()))
     note = " (random CLIP weights: concept columns check the pipeline only)" if "/random" in banks else ""
-    page = alt.vconcat(fc, lc, curve_chart(rows, FIDELITY, "Grad-CAM ρ"), cc).properties(
+    page = alt.vconcat(fc, lc, curve_chart(light, FIDELITY, "Grad-CAM ρ"), cc).properties(
         title=alt.Title(f"lthray sweep {rows['sweep'].iloc[0]}", subtitle=f"concept bank: {banks}{note}"))
     page.save(out / "pareto.html", inline=True)  # inline: the page works offline
     fc.save(out / "pareto.png", scale_factor=2)
-    lc.save(out / "lth_curve.png", scale_factor=2)
+    lc.save(out / "lth_trials.png", scale_factor=2)
     cc.save(out / "concept_curve.png", scale_factor=2)
     concept_shift(rows).to_csv(out / "concept_shift.csv", index=False)
     density_table(rows).to_csv(out / "by_density.csv", index=False, float_format="%.4f")
     g = gallery(rows, out)
+    from analysis import report  # imports this module: here, not at the top
+
+    report.build(rows, out)
     diverged = rows.loc[rows["status"] != "ok", "run_id"].nunique()
     print(f"{len(trials)} trials ({diverged} diverged, left out), "
-          f"{len(fronts[FIDELITY])} on the accuracy/CAM fronts -> {out}" + ("" if g else " (no gallery: data not on disk)"))
+          f"{len(fronts[FIDELITY])} on the accuracy/CAM fronts -> {out} (study report: {out / 'report.html'})"
+          + ("" if g else " (no gallery: data not on disk)"))
     return 0
 
 

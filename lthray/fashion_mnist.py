@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def read_idx(path: Path, spec: IdxFile) -> np.ndarray:
     raw = path.read_bytes()
     try:
         content = gzip.decompress(raw)
-    except (OSError, EOFError) as e:  # a cut-off or garbled gzip stream
+    except (OSError, EOFError, zlib.error) as e:  # a cut-off or garbled gzip stream
         raise FashionMNISTError(f"{path} is truncated or corrupt ({e}); delete it and {HOWTO}") from None
     ok = hashlib.md5(raw).hexdigest() == spec.gz_md5 or (
         len(content) == spec.size and hashlib.md5(content).hexdigest() == spec.md5)

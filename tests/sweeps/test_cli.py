@@ -113,3 +113,29 @@ def test_resume_with_a_changed_search_space_is_refused(tmp_path, capsys):
 def test_every_preset_is_valid():
     for p in cli.PRESETS.values():
         p.validate()
+
+
+def test_the_study_grid_pairs_every_method_with_every_seed_once():
+    p = cli.PRESETS["fashion"]
+    grid = p.grid()
+    assert p.search == "grid" and len(grid) == len({json.dumps(g, sort_keys=True) for g in grid}) == 15
+    by_method = {}
+    for g in grid:
+        by_method.setdefault(g["prune.method"], set()).add(g["seed"])
+        assert ("prune.guidance_weight" in g) == (g["prune.method"] in {"cam_guided", "concept_guided", "stability"})
+    assert set(by_method) == {"imp", "random", "cam_guided", "concept_guided", "stability"}
+    assert all(seeds == {0, 1, 2} for seeds in by_method.values())
+
+
+def test_grid_search_refuses_a_num_samples_it_would_ignore(tmp_path, capsys):
+    code = cli.main(["--storage", str(tmp_path), "--preset", "smoke", "--search", "grid", "--num-samples", "3"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--search grid" in err[0] and "combinations" in err[0]
+    assert not list(tmp_path.iterdir())
+
+
+def test_an_override_of_a_guided_key_reaches_the_guided_configs():
+    p = cli.PRESETS["fashion"].with_overrides({"prune.guidance_weight": 0.9})
+    assert {g.get("prune.guidance_weight") for g in p.grid()} == {None}  # no longer searched...
+    assert p.base["prune.guidance_weight"] == 0.9  # ...but fixed for every trial

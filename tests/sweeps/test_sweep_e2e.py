@@ -33,3 +33,26 @@ def test_smoke_sweep_writes_every_level_once_and_the_analysis_plots_it(sweep, tm
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert (tmp_path / "an" / "gallery.png").exists()
     assert "<script" in (tmp_path / "an" / "pareto.html").read_text()
+
+
+def test_grid_sweep_runs_each_combination_once_and_resume_fills_only_the_gaps(sweep):
+    import shutil
+
+    flags = ["--search", "grid", "--choice", "prune.method=imp,random", "--set", "prune.rewind=weight",
+             "--set", "prune.rewind_step=0it", "--set", "prune.lambda_fid=0"]
+    out = sweep.run(*flags, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    table = results.read(sweep.results).to_pandas()
+    pairs = table.groupby(["method", "seed"])["run_id"].nunique()
+    assert pairs.to_dict() == {("imp", 0): 1, ("imp", 1): 1, ("random", 0): 1, ("random", 1): 1}
+    assert set(sweep.counts().values()) == {1} and len(sweep.counts()) == 4 * 3
+    # lose one trial completely (rows and checkpoint folder): a rerun runs exactly that one again
+    lost = table[(table["method"] == "random") & (table["seed"] == 1)]["run_id"].iloc[0]
+    for f in sweep.results.glob(f"{lost}__*.parquet"):
+        f.unlink()
+    shutil.rmtree(sweep.storage / sweep.name / "runs" / lost)
+    again = sweep.run(*flags, timeout=300)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    counts = sweep.counts()
+    assert len(counts) == 4 * 3 and set(counts.values()) == {1}
+    assert {rid for rid, _ in counts} == set(table["run_id"])

@@ -1,0 +1,327 @@
+"""The study report: report.html (self-contained, offline, charts as inline SVG) and report.md (+ PNGs).
+
+    python -m analysis.report [--results runs/NAME/results] [--out DIR]
+
+It answers the study's questions with numbers, every sentence generated from the numbers beside it:
+(a) the lottery-ticket curve, (b) Grad-CAM fidelity and faithfulness, (c) concept fidelity, each vs
+density with 95% CIs over seeds; (d) every method vs IMP as paired differences (same design, seed and
+level) with 95% CIs; (e) Pareto fronts per density band; (f) the Grad-CAM gallery and concept shift.
+Charts get only the aggregated columns they draw, so the page stays small at any number of trials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+import sys
+from pathlib import Path
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from analysis import stats
+from analysis.gallery import concept_shift, gallery
+from analysis.load import AnalysisError, load_rows, newest_results
+from analysis.pareto import DENSITY_BINS, pareto_front
+
+DENSITY_X = alt.X("density:Q", scale=alt.Scale(type="log", reverse=True, nice=False),
+                  axis=alt.Axis(format=".2~%"), title="density (fraction of weights kept)")
+FAMILY_COLOR = alt.Color("family:N", title="method")
+
+
+def _design_labels(summary: pd.DataFrame) -> dict[str, str]:
+    """Short names for designs (every key that must match for a comparison), described in the text."""
+    return {d: f"design {i + 1}" for i, d in enumerate(sorted(summary["design"].unique()))}
+
+
+RANGES = {"test_acc": (0, 1), "pcbm_acc": (0, 1), "cam_iou": (0, 1), "concept_topk_overlap": (0, 1),
+          "cam_spearman": (-1, 1), "concept_weight_spearman": (-1, 1)}
+
+
+def curve(summary: pd.DataFrame, metric: str, title: str, dense_band: bool = False) -> alt.Chart:
+    """Mean of `metric` vs density per method, 95% CI as a band; optionally the dense model's CI band.
+    With few seeds a t interval can reach past what the metric can be: it is drawn clipped to that range."""
+    cols = ["family", "density", "level", "seeds", metric, f"{metric}_lo", f"{metric}_hi"]
+    d = summary[cols].dropna(subset=[metric]).copy()
+    if metric in RANGES:
+        d[[f"{metric}_lo", f"{metric}_hi"]] = d[[f"{metric}_lo", f"{metric}_hi"]].clip(*RANGES[metric])
+    base = alt.Chart(d).encode(x=DENSITY_X, color=FAMILY_COLOR)
+    band = base.mark_area(opacity=0.15).encode(y=f"{metric}_lo:Q", y2=f"{metric}_hi:Q")
+    line = base.mark_line(point=True).encode(
+        y=alt.Y(f"{metric}:Q", title=title, scale=alt.Scale(zero=False)),
+        tooltip=["family", "level", alt.Tooltip("density:Q", format=".4f"), alt.Tooltip(f"{metric}:Q", format=".4f"),
+                 alt.Tooltip(f"{metric}_lo:Q", format=".4f"), alt.Tooltip(f"{metric}_hi:Q", format=".4f"), "seeds"])
+    layers = [band, line]
+    if dense_band:
+        dense = d[d["level"] == 0]
+        lo, hi = dense[f"{metric}_lo"].min(), dense[f"{metric}_hi"].max()
+        if np.isfinite(lo) and np.isfinite(hi):
+            ref = pd.DataFrame({"lo": [lo], "hi": [hi]})
+            layers.insert(0, alt.Chart(ref).mark_rect(color="#999", opacity=0.25).encode(y="lo:Q", y2="hi:Q"))
+    return alt.layer(*layers).properties(width=300, height=220, title=title)
+
+
+def diff_chart(diffs: pd.DataFrame, metric: str, title: str, scale: float = 1.0) -> alt.Chart:
+    """Paired difference (method - IMP) vs density with 95% CI bars, and the zero line."""
+    d = diffs[["family", "density", "level", "pairs", f"d_{metric}", f"d_{metric}_lo", f"d_{metric}_hi"]].copy()
+    for c in (f"d_{metric}", f"d_{metric}_lo", f"d_{metric}_hi"):
+        d[c] = d[c] * scale
+    base = alt.Chart(d).encode(x=DENSITY_X, color=FAMILY_COLOR)
+    bars = base.mark_errorbar(ticks=True).encode(y=alt.Y(f"d_{metric}_lo:Q", title=title), y2=f"d_{metric}_hi:Q")
+    pts = base.mark_point(filled=True, size=50).encode(
+        y=f"d_{metric}:Q", tooltip=["family", "level", "pairs", alt.Tooltip(f"d_{metric}:Q", format=".3f"),
+                                    alt.Tooltip(f"d_{metric}_lo:Q", format=".3f"),
+                                    alt.Tooltip(f"d_{metric}_hi:Q", format=".3f")])
+    zero = alt.Chart(pd.DataFrame({"z": [0.0]})).mark_rule(color="black", strokeDash=[4, 3]).encode(y="z:Q")
+    return alt.layer(zero, bars, pts).properties(width=300, height=220, title=title)
+
+
+def band_of(density: pd.Series, level: pd.Series) -> pd.Series:
+    """Density band labels ('2.5%-5%'), the dense level its own band."""
+    edges = sorted(DENSITY_BINS)
+    bins = pd.cut(density, bins=edges, right=True)
+    lab = bins.map(lambda b: f"{b.left:.3g}-{b.right:.3g}").astype(str)
+    return lab.where(level > 0, "dense")
+
+
+def pareto_bands(rows: pd.DataFrame, fid: str = "cam_spearman") -> alt.FacetChart:
+    """Accuracy vs Grad-CAM fidelity per density band (facets): fronts never mix densities."""
+    ok = stats.with_design(rows[(rows["status"] == "ok") & (rows["level"] > 0)])
+    ok = ok.assign(band=band_of(ok["density"], ok["level"]))
+    parts = []
+    for _, g in ok.groupby("band"):
+        front = pareto_front(g, "test_acc", fid, by=None)
+        keys = set(zip(front["run_id"], front["level"], strict=True))
+        parts.append(g.assign(on_front=[k in keys for k in zip(g["run_id"], g["level"], strict=True)]))
+    d = pd.concat(parts)[["band", "family", "seed", "level", "density", "test_acc", fid, "on_front"]]
+    order = sorted(d["band"].unique(), key=lambda b: -float(b.split("-")[1]))
+    base = alt.Chart(d).encode(x=alt.X(f"{fid}:Q", title=stats.METRICS[fid], scale=alt.Scale(zero=False)),
+                               y=alt.Y("test_acc:Q", title="test accuracy", scale=alt.Scale(zero=False)))
+    pts = base.mark_point(filled=True, size=45, opacity=0.8).encode(
+        color=FAMILY_COLOR, tooltip=["family", "seed", "level", alt.Tooltip("density:Q", format=".4f"),
+                                     alt.Tooltip("test_acc:Q", format=".4f"), alt.Tooltip(f"{fid}:Q", format=".3f")])
+    rings = base.mark_point(size=200, color="black").transform_filter("datum.on_front")
+    line = base.mark_line(color="black", strokeWidth=1, interpolate="step-after").transform_filter(
+        "datum.on_front")
+    return alt.layer(line, rings, pts, data=d).properties(width=230, height=190).facet(
+        facet=alt.Facet("band:N", sort=order, title="density band (fronts ringed; one front per band)"), columns=4)
+
+
+def _table_md(df: pd.DataFrame) -> str:
+    def cell(v: object) -> str:
+        return str(v).replace("|", "\\|")  # concept lists are '|'-separated
+
+    head = "| " + " | ".join(df.columns) + " |\n|" + "---|" * len(df.columns) + "\n"
+    return head + "".join("| " + " | ".join(cell(v) for v in r) + " |\n" for r in df.itertuples(index=False))
+
+
+def _ci(m: float, lo: float, hi: float, scale: float = 100.0, digits: int = 1) -> str:
+    if not np.isfinite(m):
+        return "n/a"
+    if not np.isfinite(lo):
+        return f"{m * scale:.{digits}f}"
+    return f"{m * scale:.{digits}f} [{lo * scale:.{digits}f}, {hi * scale:.{digits}f}]"
+
+
+class Report:
+    """Sections of text, tables and charts, rendered to both HTML and Markdown."""
+
+    def __init__(self, out: Path) -> None:
+        self.out, self.html, self.md = out, [], []
+
+    def heading(self, text: str, level: int = 2) -> None:
+        self.html.append(f"<h{level}>{html.escape(text)}</h{level}>")
+        self.md.append(f"{'#' * level} {text}\n")
+
+    def para(self, text: str) -> None:
+        self.html.append(f"<p>{html.escape(text)}</p>")
+        self.md.append(text + "\n")
+
+    def bullets(self, items: list[str]) -> None:
+        self.html.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>")
+        self.md.append("".join(f"- {i}\n" for i in items))
+
+    def table(self, df: pd.DataFrame) -> None:
+        self.html.append(df.to_html(index=False, escape=True, border=0, classes="t"))
+        self.md.append(_table_md(df))
+
+    def chart(self, chart: alt.TopLevelMixin, name: str, alt_text: str) -> None:
+        import vl_convert as vlc
+
+        chart.save(self.out / f"{name}.png", scale_factor=2)
+        svg = vlc.vegalite_to_svg(chart.to_dict())
+        self.html.append(f'<figure aria-label="{html.escape(alt_text)}">{svg}</figure>')
+        self.md.append(f"![{alt_text}]({name}.png)\n")
+
+    def image(self, path: Path, alt_text: str) -> None:
+        data = base64.b64encode(path.read_bytes()).decode()
+        self.html.append(f'<figure><img alt="{html.escape(alt_text)}" src="data:image/png;base64,{data}" '
+                         'style="max-width:100%"></figure>')
+        self.md.append(f"![{alt_text}]({path.name})\n")
+
+    def write(self, title: str) -> None:
+        css = ("body{font-family:sans-serif;max-width:1350px;margin:auto;padding:0 16px;color:#222}"
+               "table.t{border-collapse:collapse;font-size:13px}table.t td,table.t th{padding:2px 8px;"
+               "border-bottom:1px solid #ddd;text-align:left}figure{margin:8px 0;overflow-x:auto}")
+        page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+                f"<style>{css}</style></head><body><h1>{html.escape(title)}</h1>{''.join(self.html)}</body></html>")
+        (self.out / "report.html").write_text(page)
+        (self.out / "report.md").write_text(f"# {title}\n\n" + "\n".join(self.md))
+
+
+def _design_text(rows: pd.DataFrame) -> list[str]:
+    from lthray.config import from_flat
+
+    c = from_flat(json.loads(rows["config_json"].iloc[0]))
+    n_trials, seeds = rows["run_id"].nunique(), sorted(int(s) for s in rows["seed"].unique())
+    methods = sorted(stats.with_design(rows)["family"].unique())
+    return [
+        f"{n_trials} trials: {len(methods)} methods ({', '.join(methods)}) x seeds {seeds}, paired by seed and level.",
+        f"Data: {c.data.dataset}" + (f" (a fixed subset of {c.data.train_size} training images)"
+                                     if c.data.train_size else " (all training images)")
+        + f"; model {c.model.name}; {c.train.epochs} epochs per level at peak lr {c.train.lr}"
+        + ("" if c.data.augment else ", no augmentation") + ".",
+        f"Pruning: {c.prune.levels} levels removing {c.prune.rate_per_level:.0%} of the remaining weights each "
+        f"({c.prune.scope} ranking); rewind: {c.prune.rewind} to {c.prune.rewind_step}.",
+        f"Explanations: Grad-CAM on {c.data.probe_size} fixed test images vs the dense model's maps; "
+        f"faithfulness = {c.explain.faithfulness}; concept bank: {', '.join(sorted(rows['concept_bank'].unique()))}.",
+        "Intervals: 95% t intervals over seeds; a difference whose interval spans 0 is reported as "
+        "'no detectable difference'.",
+    ]
+
+
+def build(rows: pd.DataFrame, out: Path) -> Path:
+    """Write report.html, report.md, their PNGs and the CSV tables behind them into `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    summary, diffs = stats.level_summary(rows), stats.paired_differences(rows)
+    summary.to_csv(out / "summary.csv", index=False, float_format="%.5g")
+    diffs.to_csv(out / "paired_differences.csv", index=False, float_format="%.5g")
+    banks = sorted(rows["concept_bank"].unique())
+    random_bank = any(b.endswith("/random") for b in banks)
+    title = f"lthray study: {rows['sweep'].iloc[0]}" + (
+        " (RANDOM concept bank: concept results check the pipeline only)" if random_bank else "")
+    r = Report(out)
+    r.heading("Design")
+    r.bullets(_design_text(rows))
+    if summary["design"].nunique() > 1:
+        r.para("Several designs (e.g. rewind points) are present; comparisons stay within one design: "
+               + "; ".join(f"{v}: {k}" for k, v in _design_labels(summary).items()))
+    diverged = rows.loc[rows["status"] != "ok", "run_id"].nunique()
+    if diverged:
+        r.para(f"{diverged} trials diverged at some level; their diverged levels are left out of every mean.")
+
+    r.heading("Findings")
+    r.bullets(findings(summary, diffs))
+
+    r.heading("(a) The lottery-ticket curve")
+    k = stats.knee(summary)
+    r.para("Test accuracy vs density, mean and 95% CI over seeds; the grey band is the dense model's CI. "
+           + (f"IMP stays within 1 point of dense down to {stats.pct(k['density'])} density (level {k['level']})."
+              if k is not None else "IMP falls more than 1 point below dense at its first pruned level."))
+    r.chart(curve(summary, "test_acc", "test accuracy", dense_band=True), "lth_curve", "accuracy vs density")
+    r.heading("(b) Grad-CAM fidelity and faithfulness")
+    r.chart(alt.hconcat(curve(summary, "cam_spearman", "Grad-CAM Spearman to dense"),
+                        curve(summary, "cam_iou", "Grad-CAM top-k IoU to dense"),
+                        curve(summary, "cam_faithfulness", "Grad-CAM faithfulness (own maps)")),
+            "cam_curves", "Grad-CAM fidelity vs density")
+    r.heading("(c) Concept fidelity")
+    if summary["concept_topk_overlap"].notna().any():
+        r.chart(alt.hconcat(curve(summary, "concept_topk_overlap", "concept top-k overlap with dense"),
+                            curve(summary, "concept_weight_spearman", "concept weight Spearman to dense"),
+                            curve(summary, "pcbm_acc", "PCBM accuracy", dense_band=True)),
+                "concept_curves", "concept fidelity vs density")
+        dense_concepts(r, rows)
+    else:
+        r.para("Concepts were disabled in this sweep.")
+    r.heading("(d) Each method against IMP, paired by seed and level")
+    if diffs.empty:
+        r.para("No IMP trial shares a design and seed with another method: no paired comparison is possible.")
+    else:
+        r.chart(alt.hconcat(diff_chart(diffs, "test_acc", "Δ accuracy vs IMP (points)", 100.0),
+                            diff_chart(diffs, "cam_spearman", "Δ Grad-CAM Spearman vs IMP"),
+                            diff_chart(diffs, "concept_topk_overlap", "Δ concept overlap vs IMP")),
+                "paired_differences", "paired differences against IMP")
+        r.bullets([stats.sentence(rec) for _, rec in diffs.sort_values(["family", "level"]).iterrows()])
+    r.heading("(e) Pareto fronts of accuracy vs Grad-CAM fidelity, per density band")
+    r.chart(pareto_bands(rows), "pareto_bands", "Pareto fronts per density band")
+    r.heading("(f) Grad-CAM gallery and concept shift")
+    g = gallery(rows, out)
+    if g is not None:
+        r.image(g, "Grad-CAM gallery")
+    shift = concept_shift(rows)
+    if not shift.empty:
+        shift.to_csv(out / "concept_shift.csv", index=False)
+        r.table(shift[["method", "class", "density", "kept", "lost", "gained"]].round({"density": 4}))
+    r.write(title)
+    return out / "report.html"
+
+
+def dense_concepts(r: Report, rows: pd.DataFrame) -> None:
+    """The dense PCBM's top concepts per class, and its accuracy next to the backbone's."""
+    dense = rows[(rows["level"] == 0) & (rows["status"] == "ok")].drop_duplicates("seed")
+    acc, pcbm = stats.mean_ci(dense["test_acc"]), stats.mean_ci(dense["pcbm_acc"])
+    r.para(f"Dense models ({pcbm[3]} seeds): backbone accuracy {_ci(*acc[:3])}%, its post-hoc concept "
+           f"bottleneck {_ci(*pcbm[:3])}% (mean [95% CI]). Top concepts per class of the dense PCBM (seed "
+           f"{int(dense['seed'].min())}):")
+    first = dense.sort_values("seed").iloc[0]
+    if first["top_concepts"] is not None:
+        r.table(pd.DataFrame([e.split(": ", 1) for e in first["top_concepts"]], columns=["class", "top concepts"]))
+
+
+def findings(summary: pd.DataFrame, diffs: pd.DataFrame) -> list[str]:
+    """The headline sentences, each computed from the tables below it."""
+    out = []
+    k = stats.knee(summary)
+    if k is not None:
+        out.append(f"IMP keeps dense accuracy (within 1 point) down to {stats.pct(k['density'])} density; "
+                   f"its Grad-CAM Spearman to dense is then {k['cam_spearman']:.2f}: explanations drift "
+                   "before accuracy does." if k["cam_spearman"] < 0.95 else
+                   f"IMP keeps dense accuracy (within 1 point) down to {stats.pct(k['density'])} density.")
+    if diffs.empty:
+        return out
+    for fam, g in diffs.groupby("family"):
+        acc, cam = stats.tally(g, "test_acc"), stats.tally(g, "cam_spearman")
+        n = len(g)
+        out.append(f"{fam} vs IMP over {n} matched levels: accuracy higher at {acc['higher']}, lower at "
+                   f"{acc['lower']}, no detectable difference at {acc['no detectable difference']}; Grad-CAM "
+                   f"Spearman higher at {cam['higher']}, lower at {cam['lower']}, no detectable difference at "
+                   f"{cam['no detectable difference']}.")
+    guided = diffs[diffs["method"].str.endswith("_guided") | (diffs["method"] == "stability")]
+    better = [stats.verdict(r["d_test_acc"], r["d_test_acc_lo"], r["d_test_acc_hi"]) == "higher"
+              or stats.verdict(r["d_cam_spearman"], r["d_cam_spearman_lo"], r["d_cam_spearman_hi"]) == "higher"
+              for _, r in guided.iterrows()]
+    if len(guided) and not any(better):
+        out.append("Guided pruning did not detectably beat IMP on accuracy or Grad-CAM fidelity at any matched "
+                   "density in this study.")
+    elif len(guided):
+        out.append(f"Guided pruning was detectably better than IMP on accuracy or Grad-CAM fidelity at "
+                   f"{sum(better)} of {len(guided)} matched (method, density) points; see (d).")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--results", default=None, help="a sweep's results folder (default: newest under ./runs)")
+    p.add_argument("--out", default=None, help="output folder (default: the sweep's folder / analysis)")
+    args = p.parse_args(argv)
+    try:
+        results_dir = args.results or newest_results()
+        rows = load_rows(results_dir)
+        if args.out is None and "://" in str(results_dir):
+            raise AnalysisError(f"--results={results_dir} is remote: pass --out, a local folder for the report")
+        out = Path(args.out) if args.out else Path(results_dir).parent / "analysis"
+        if out.exists() and not out.is_dir():
+            raise AnalysisError(f"--out={out} is a file; expected a folder")
+    except AnalysisError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    path = build(rows, out)
+    print(f"report: {path} ({path.stat().st_size / 1e6:.2f} MB) and {out / 'report.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
