@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pandas as pd
@@ -45,3 +46,19 @@ def final_rows(df: pd.DataFrame) -> pd.DataFrame:
     bad = set(df.loc[df["status"] != "ok", "run_id"])
     ok = df[~df["run_id"].isin(bad)]
     return ok.loc[ok.groupby("run_id")["level"].idxmax()].reset_index(drop=True)
+
+
+def cli_inputs(doc: str | None, argv: list[str] | None) -> tuple[pd.DataFrame, Path]:
+    """--results and --out of an analysis command: (rows, output folder); AnalysisError with one line."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--results", default=None, help="a sweep's results folder (default: newest under ./runs)")
+    p.add_argument("--out", default=None, help="output folder (default: the sweep's folder / analysis)")
+    args = p.parse_args(argv)
+    results_dir = args.results or newest_results()
+    rows = load_rows(results_dir)
+    if args.out is None and "://" in str(results_dir):
+        raise AnalysisError(f"--results={results_dir} is remote: pass --out, a local folder for the output")
+    out = Path(args.out) if args.out else Path(results_dir).parent / "analysis"
+    if out.exists() and not out.is_dir():
+        raise AnalysisError(f"--out={out} is a file; expected a folder")
+    return rows, out

@@ -12,16 +12,14 @@ report.html and report.md with CIs over seeds and paired differences against IMP
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 
 import altair as alt
 import numpy as np
 import pandas as pd
 
 from analysis.gallery import concept_shift, gallery
-from analysis.load import AnalysisError, final_rows, load_rows, newest_results
+from analysis.load import AnalysisError, cli_inputs, final_rows
 
 FIDELITY = "cam_spearman"
 CONCEPT = "concept_topk_overlap"
@@ -100,7 +98,7 @@ def curve_chart(rows: pd.DataFrame, y: str, title: str) -> alt.FacetChart:
         y=alt.Y(f"{y}:Q", title=title, scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("guidance_weight:O", title="guidance g"), detail="run_id:N",
         tooltip=["run_id", "level", alt.Tooltip("density:Q", format=".4f"), alt.Tooltip(f"{y}:Q", format=".3f")],
-    ).properties(width=220, height=180).facet(facet=alt.Facet("method:N", title=f"{title} vs density"), columns=4)
+    ).properties(width=220, height=180).facet(facet=alt.Facet("method:N", title=f"{title} vs density"), columns=3)
 
 
 def lth_chart(rows: pd.DataFrame) -> alt.FacetChart:
@@ -120,23 +118,13 @@ def lth_chart(rows: pd.DataFrame) -> alt.FacetChart:
     )
     rule = base.mark_rule(strokeDash=[4, 3], color="black").encode(y="mean(dense_acc):Q")
     return alt.layer(line, rule).properties(width=260, height=220).facet(
-        facet=alt.Facet("method:N", title="accuracy vs density per method (dashed: dense baseline)"), columns=4
+        facet=alt.Facet("method:N", title="accuracy vs density per method (dashed: dense baseline)"), columns=3
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--results", default=None, help="a sweep's results folder (default: newest under ./runs)")
-    p.add_argument("--out", default=None, help="output folder (default: the sweep's folder / analysis)")
-    args = p.parse_args(argv)
     try:
-        results_dir = args.results or newest_results()
-        rows = load_rows(results_dir)
-        if args.out is None and "://" in str(results_dir):
-            raise AnalysisError(f"--results={results_dir} is remote: pass --out, a local folder for the plots")
-        out = Path(args.out) if args.out else Path(results_dir).parent / "analysis"
-        if out.exists() and not out.is_dir():
-            raise AnalysisError(f"--out={out} is a file; expected a folder")
+        rows, out = cli_inputs(__doc__, argv)
     except AnalysisError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -11,7 +11,6 @@ Charts get only the aggregated columns they draw, so the page stays small at any
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import json
@@ -24,7 +23,7 @@ import pandas as pd
 
 from analysis import stats
 from analysis.gallery import concept_shift, gallery
-from analysis.load import AnalysisError, load_rows, newest_results
+from analysis.load import AnalysisError, cli_inputs
 from analysis.pareto import DENSITY_BINS, pareto_front
 
 DENSITY_X = alt.X("density:Q", scale=alt.Scale(type="log", reverse=True, nice=False),
@@ -303,18 +302,8 @@ def findings(summary: pd.DataFrame, diffs: pd.DataFrame) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--results", default=None, help="a sweep's results folder (default: newest under ./runs)")
-    p.add_argument("--out", default=None, help="output folder (default: the sweep's folder / analysis)")
-    args = p.parse_args(argv)
     try:
-        results_dir = args.results or newest_results()
-        rows = load_rows(results_dir)
-        if args.out is None and "://" in str(results_dir):
-            raise AnalysisError(f"--results={results_dir} is remote: pass --out, a local folder for the report")
-        out = Path(args.out) if args.out else Path(results_dir).parent / "analysis"
-        if out.exists() and not out.is_dir():
-            raise AnalysisError(f"--out={out} is a file; expected a folder")
+        rows, out = cli_inputs(__doc__, argv)
     except AnalysisError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
