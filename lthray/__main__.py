@@ -14,6 +14,7 @@ import torch
 
 from lthray import data
 from lthray.config import ConfigError, from_flat, parse_override, run_id
+from lthray.explain.concepts import ConceptBankUnavailable
 from lthray.lottery import run_trial
 from lthray.results import progress_line
 
@@ -37,7 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = from_flat({**PRESETS[args.preset].base, **dict(parse_override(item) for item in args.overrides)})
         data.load(cfg.data.dataset, cfg.data.probe_size, "cpu", cfg.data.train_size)  # missing data: exit 2 now
-    except (ConfigError, data.DataUnavailableError) as e:
+        if cfg.concepts.enabled and cfg.concepts.source == "imagenet":
+            from lthray.explain.concept_sources import load_efficientnet
+
+            load_efficientnet()  # a missing concept model: exit 2 before anything is written
+    except (ConfigError, data.DataUnavailableError, ConceptBankUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.threads > 0:

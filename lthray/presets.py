@@ -34,9 +34,13 @@ class Preset:
         return dataclasses.replace(self, base={**self.base, **overrides}, space=space, guided_space=guided)
 
     def with_choices(self, choices: dict[str, list[Any]]) -> Preset:
-        """A copy that samples `choices` for those keys (and no longer fixes them in the base)."""
+        """A copy that samples `choices` for those keys (and no longer fixes them in the base). A key of the
+        guided space stays there (sampled for guided methods only): sampling it in both spaces would give
+        Optuna one parameter with two value sets, which it refuses mid-sweep."""
         base = {k: v for k, v in self.base.items() if k not in choices}
-        return dataclasses.replace(self, base=base, space={**self.space, **choices})
+        guided = {**self.guided_space, **{k: v for k, v in choices.items() if k in self.guided_space}}
+        space = {**self.space, **{k: v for k, v in choices.items() if k not in self.guided_space}}
+        return dataclasses.replace(self, base=base, space=space, guided_space=guided)
 
     def grid(self) -> list[dict[str, Any]]:
         """Every combination of the space's choices, the guided keys only for guided methods: each config

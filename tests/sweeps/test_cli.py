@@ -139,3 +139,27 @@ def test_an_override_of_a_guided_key_reaches_the_guided_configs():
     p = cli.PRESETS["fashion"].with_overrides({"prune.guidance_weight": 0.9})
     assert {g.get("prune.guidance_weight") for g in p.grid()} == {None}  # no longer searched...
     assert p.base["prune.guidance_weight"] == 0.9  # ...but fixed for every trial
+
+
+def test_a_choice_of_a_guided_key_is_sampled_for_guided_methods_only():
+    p = cli.PRESETS["fashion"].with_choices({"prune.guidance_weight": [0.1, 0.9]})
+    assert "prune.guidance_weight" not in p.space and p.guided_space["prune.guidance_weight"] == [0.1, 0.9]
+    gs = {(g["prune.method"], g.get("prune.guidance_weight")) for g in p.grid()}
+    assert ("cam_guided", 0.1) in gs and ("cam_guided", 0.9) in gs and ("imp", None) in gs
+
+
+def test_a_corrupt_dataset_is_refused_before_ray_starts(tmp_path, monkeypatch, capsys):
+    from lthray import data, fashion_mnist
+
+    folder = tmp_path / "data" / "fashion-mnist"
+    folder.mkdir(parents=True)
+    for f in fashion_mnist.FILES.values():
+        (folder / f.name).write_bytes(b"\x1f\x8b\x08\x00 cut off")
+    monkeypatch.setenv("LTHRAY_DATA", str(tmp_path / "data"))
+    data.load.cache_clear()
+    storage = tmp_path / "runs"
+    assert cli.main(["--storage", str(storage), "--preset", "fashion-demo"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "train-images-idx3-ubyte.gz" in err[0] and "dataset-fashion-mnist" in err[0]
+    assert not storage.exists()
+    data.load.cache_clear()
