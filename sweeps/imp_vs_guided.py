@@ -39,22 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     return run(args, preset, store, meta, num_samples)
 
 
-def run(args: argparse.Namespace, preset: Preset, store: Store, meta: dict[str, Any], num_samples: int) -> int:
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    # One checkpoint kept per trial forces an experiment snapshot per level: wanted (a resume then
-    # knows every finished level), so Tune's warning about it is noise.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    import optuna
+def init_ray(args: argparse.Namespace) -> int:
+    """Join a cluster (--address / $RAY_ADDRESS) or start a private local Ray; returns trials at once."""
     import ray
-    from ray import tune
-    from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
-
-    from sweeps.progress import LevelPrinter
-    from sweeps.trainable import OBJECTIVES, trainable
-
-    store.write_text("sweep.json", json.dumps(meta, indent=1))
-    results_dir = store.path("results")
 
     address = args.address or os.environ.get("RAY_ADDRESS")
     if address:
@@ -63,8 +50,49 @@ def run(args: argparse.Namespace, preset: Preset, store: Store, meta: dict[str, 
         ray.init(include_dashboard=False, object_store_memory=256 * 1024**2, logging_level="WARNING",
                  _node_ip_address="127.0.0.1")  # a private Ray listens on loopback only
     cpus = float(ray.cluster_resources().get("CPU", 1))
-    max_concurrent = args.max_concurrent or max(1, int(cpus // args.cpus_per_trial))
+    return args.max_concurrent or max(1, int(cpus // args.cpus_per_trial))
 
+
+def make_tuner(fn: Any, args: argparse.Namespace, preset: Preset, store: Store, max_concurrent: int, n: int,
+               points: list[dict[str, Any]], seed: int) -> Any:
+    """A Tuner over `n` configs: the grid's (or `points`, the ones left), or Optuna's samples."""
+    import optuna
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    from sweeps.progress import LevelPrinter
+    from sweeps.trainable import OBJECTIVES
+
+    if preset.search == "grid":  # each combination once: Tune's grid search over whole param dicts
+        space = {"params": tune.grid_search(points or preset.grid())}
+        tc = tune.TuneConfig(max_concurrent_trials=max_concurrent, num_samples=1)
+    else:
+        search = OptunaSearch(
+            space=functools.partial(sample, preset),  # plain-picklable: Tune saves the searcher
+            # metric/mode go here only: also setting them on TuneConfig silently makes it single-objective
+            metric=list(OBJECTIVES), mode=list(OBJECTIVES.values()),
+            sampler=optuna.samplers.TPESampler(seed=seed), points_to_evaluate=points or None,
+        )
+        space, tc = None, tune.TuneConfig(search_alg=ConcurrencyLimiter(search, max_concurrent=max_concurrent),
+                                          num_samples=n)
+    return tune.Tuner(fn, param_space=space, tune_config=tc, run_config=tune.RunConfig(
+        name=store.name, storage_path=store.storage, failure_config=tune.FailureConfig(max_failures=args.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1), callbacks=[LevelPrinter()], verbose=0))
+
+
+def run(args: argparse.Namespace, preset: Preset, store: Store, meta: dict[str, Any], num_samples: int) -> int:
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # One checkpoint kept per trial forces an experiment snapshot per level: wanted (a resume then
+    # knows every finished level), so Tune's warning about it is noise.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    from ray import tune
+
+    from sweeps.trainable import trainable
+
+    store.write_text("sweep.json", json.dumps(meta, indent=1))
+    results_dir = store.path("results")
+    max_concurrent = init_ray(args)
     fn = tune.with_resources(
         # Each config's own checkpoint folder (RUNS/RUN_ID) needs a file system every node shares;
         # on an object store, Tune's per-trial checkpoints carry the state instead.
@@ -72,35 +100,11 @@ def run(args: argparse.Namespace, preset: Preset, store: Store, meta: dict[str, 
                              runs_dir=None if store.uri else store.path("runs")),
         {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial},
     )
-
-    def new_tuner(n: int, points: list[dict[str, Any]], seed: int) -> tune.Tuner:
-        if preset.search == "grid":  # each combination once: Tune's grid search over whole param dicts
-            space, tc = {"params": tune.grid_search(points or preset.grid())}, tune.TuneConfig(
-                max_concurrent_trials=max_concurrent, num_samples=1)
-        else:
-            search = OptunaSearch(
-                space=functools.partial(sample, preset),  # plain-picklable: Tune saves the searcher
-                # metric/mode go here only: also setting them on TuneConfig silently makes it single-objective
-                metric=list(OBJECTIVES), mode=list(OBJECTIVES.values()),
-                sampler=optuna.samplers.TPESampler(seed=seed), points_to_evaluate=points or None,
-            )
-            space, tc = None, tune.TuneConfig(search_alg=ConcurrencyLimiter(search, max_concurrent=max_concurrent),
-                                              num_samples=n)
-        return tune.Tuner(
-            fn, param_space=space, tune_config=tc,
-            run_config=tune.RunConfig(
-                name=store.name, storage_path=store.storage,
-                failure_config=tune.FailureConfig(max_failures=args.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                callbacks=[LevelPrinter()], verbose=0,
-            ),
-        )
-
     if tune.Tuner.can_restore(store.dir):
         print(f"resuming sweep {store.dir}", flush=True)
         tuner = tune.Tuner.restore(store.dir, trainable=fn, resume_unfinished=True, resume_errored=True)
     else:
-        tuner = new_tuner(num_samples, [], args.seed)
+        tuner = make_tuner(fn, args, preset, store, max_concurrent, num_samples, [], args.seed)
     errors = 0
     for round_ in range(4):
         grid = tuner.fit()
@@ -119,7 +123,7 @@ def run(args: argparse.Namespace, preset: Preset, store: Store, meta: dict[str, 
             [resume.preset_params(preset, cfg) for cfg in partial][:missing]
         print(f"sweep {store.name}: {len(done)}/{num_samples} trials complete; running {missing} more "
               f"({len(points)} unfinished ones first)", flush=True)
-        tuner = new_tuner(missing, points, args.seed + round_ + 1)
+        tuner = make_tuner(fn, args, preset, store, max_concurrent, missing, points, args.seed + round_ + 1)
     print(f"sweep {store.name}: {len(done)} trials complete, {errors} errored attempts; results in {results_dir}",
           flush=True)
     return 0 if len(done) >= num_samples else 1
