@@ -60,7 +60,7 @@ class LevelRecord:
     guidance_weight: float = col(_F, "g in (1-g)*magnitude + g*guide", report=True, show="g={:.2f}")
     lambda_fid: float = col(_F, "weight of the explanation-preserving loss during retraining", report=True)
     seed: int = col(_I, "initial weights, data order, augmentation, random pruning")
-    level: int = col(_I, "pruning level (0 = dense)", report=True, show="level {:2d}", show_first=True)
+    level: int = col(_I, "pruning level (0 = dense)", report=True, show="level {}", show_first=True)
     density: float = col(_F, "fraction of prunable weights kept, measured from the mask", report=True,
                          show="density {:.4f}")
     status: str = col(_S, "ok | diverged", report=True, show="{}")
