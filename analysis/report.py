@@ -26,8 +26,16 @@ from analysis.gallery import concept_shift, gallery
 from analysis.load import AnalysisError, cli_inputs
 from analysis.pareto import DENSITY_BINS, pareto_front
 
-DENSITY_X = alt.X("density:Q", scale=alt.Scale(type="log", reverse=True, nice=False),
-                  axis=alt.Axis(format=".2~%"), title="density (fraction of weights kept)")
+
+def density_x(densities: pd.Series, field: str = "density") -> alt.X:
+    """Log density axis, dense on the left, ticks at the levels' own densities (a log axis's own minor
+    ticks crowd and miss the sparsest level)."""
+    levels = sorted({round(float(v), 4) for v in densities}, reverse=True)
+    return alt.X(f"{field}:Q", title="density (fraction of weights kept)",
+                 scale=alt.Scale(type="log", nice=False, domain=[levels[0] * 1.15, levels[-1] / 1.3]),  # dense first
+                 axis=alt.Axis(values=levels, format=".2~%", grid=True))
+
+
 FAMILY_COLOR = alt.Color("family:N", title="method")
 
 
@@ -47,7 +55,7 @@ def curve(summary: pd.DataFrame, metric: str, title: str, dense_band: bool = Fal
     d = summary[cols].dropna(subset=[metric]).copy()
     if metric in RANGES:
         d[[f"{metric}_lo", f"{metric}_hi"]] = d[[f"{metric}_lo", f"{metric}_hi"]].clip(*RANGES[metric])
-    base = alt.Chart(d).encode(x=DENSITY_X, color=FAMILY_COLOR)
+    base = alt.Chart(d).encode(x=density_x(d["density"]), color=FAMILY_COLOR)
     band = base.mark_area(opacity=0.15).encode(y=f"{metric}_lo:Q", y2=f"{metric}_hi:Q")
     line = base.mark_line(point=True).encode(
         y=alt.Y(f"{metric}:Q", title=title, scale=alt.Scale(zero=False)),
@@ -68,7 +76,10 @@ def diff_chart(diffs: pd.DataFrame, metric: str, title: str, scale: float = 1.0)
     d = diffs[["family", "density", "level", "pairs", f"d_{metric}", f"d_{metric}_lo", f"d_{metric}_hi"]].copy()
     for c in (f"d_{metric}", f"d_{metric}_lo", f"d_{metric}_hi"):
         d[c] = d[c] * scale
-    base = alt.Chart(d).encode(x=DENSITY_X, color=FAMILY_COLOR)
+    # methods side by side at each level: a small multiplicative offset on the log axis
+    fams = sorted(d["family"].unique())
+    d["x"] = d["density"] * d["family"].map({f: 1.08 ** (i - (len(fams) - 1) / 2) for i, f in enumerate(fams)})
+    base = alt.Chart(d).encode(x=density_x(d["density"], "x"), color=FAMILY_COLOR)
     bars = base.mark_errorbar(ticks=True).encode(y=alt.Y(f"d_{metric}_lo:Q", title=title), y2=f"d_{metric}_hi:Q")
     pts = base.mark_point(filled=True, size=50).encode(
         y=f"d_{metric}:Q", tooltip=["family", "level", "pairs", alt.Tooltip(f"d_{metric}:Q", format=".3f"),
@@ -287,7 +298,8 @@ def findings(summary: pd.DataFrame, diffs: pd.DataFrame) -> list[str]:
         out.append(f"{fam} vs IMP over {n} matched levels: accuracy higher at {acc['higher']}, lower at "
                    f"{acc['lower']}, no detectable difference at {acc['no detectable difference']}; Grad-CAM "
                    f"Spearman higher at {cam['higher']}, lower at {cam['lower']}, no detectable difference at "
-                   f"{cam['no detectable difference']}.")
+                   f"{cam['no detectable difference']}"
+                   + (f" (a single seed pair, so no CI, at {acc['no CI']})" if acc["no CI"] else "") + ".")
     guided = diffs[diffs["method"].str.endswith("_guided") | (diffs["method"] == "stability")]
     better = [stats.verdict(r["d_test_acc"], r["d_test_acc_lo"], r["d_test_acc_hi"]) == "higher"
               or stats.verdict(r["d_cam_spearman"], r["d_cam_spearman_lo"], r["d_cam_spearman_hi"]) == "higher"
