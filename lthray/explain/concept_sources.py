@@ -155,7 +155,9 @@ def bank_for(data: Data, cc: ConceptConfig) -> Bank:
     """The concept bank of `data` from source `cc.source` (memory cache, then verified disk cache)."""
     idx = bank_images(data, cc.bank_size)
     images = (data.train_x[idx.to(data.train_x.device)].cpu() * data.std + data.mean).clamp(0, 1)
-    digest = hashlib.sha256(images.numpy().tobytes()).hexdigest()[:16]  # the very images scored
+    # the very images scored, as 8-bit pixels: the float normalisation differs in its last bit with the
+    # number of torch threads, which must not make a cached bank look like another one
+    digest = hashlib.sha256((images * 255).round().to(torch.uint8).numpy().tobytes()).hexdigest()[:16]
     name, concepts, _ = SOURCES.get(cc.source)(data, cc, torch.empty(0))
     key = (data.spec.name, name, digest, str(cache_dir()))
     if key in _BANKS:
