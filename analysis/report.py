@@ -309,7 +309,9 @@ def findings(summary: pd.DataFrame, diffs: pd.DataFrame) -> list[str]:
                    "density in this study.")
     elif len(guided):
         out.append(f"Guided pruning was detectably better than IMP on accuracy or Grad-CAM fidelity at "
-                   f"{sum(better)} of {len(guided)} matched (method, density) points; see (d).")
+                   f"{sum(better)} of {len(guided)} matched (method, density) points; see (d). With "
+                   f"{2 * len(guided)} tests at 95% confidence, about {0.05 * 2 * len(guided):.1f} would exclude 0 "
+                   "by chance alone, so a lone detection is no evidence of an effect.")
     return out
 
 
