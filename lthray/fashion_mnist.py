@@ -67,7 +67,7 @@ def read_idx(path: Path, spec: IdxFile) -> np.ndarray:
             f"{path} does not match the published Fashion-MNIST file ({len(content):,} bytes unpacked, "
             f"expected {spec.size:,} with MD5 {spec.md5}); delete it and {HOWTO}")
     header = 4 + 4 * len(spec.shape)
-    return np.frombuffer(content, np.uint8, offset=header).reshape(spec.shape)
+    return np.frombuffer(content, np.uint8, offset=header).reshape(spec.shape).copy()  # writable, for torch
 
 
 def find(root: Path) -> Path | None:
