@@ -136,11 +136,13 @@ def check_data_available(preset: Preset) -> None:
     from lthray.explain.concepts import ConceptBankUnavailable
 
     cfgs = [from_flat({**preset.base, **p}) for p in preset.grid()]
-    for ds, probe, n in sorted({(c.data.dataset, c.data.probe_size, c.data.train_size) for c in cfgs}):
-        try:
-            load(ds, probe, "cpu", n)
-        except DataUnavailableError as e:
-            raise UsageError(str(e)) from None
+    try:  # the files decide: one read per dataset, whatever subsets and probe sizes the trials use
+        for ds in sorted({c.data.dataset for c in cfgs}):
+            load(ds, 2, "cpu")
+    except DataUnavailableError as e:
+        raise UsageError(str(e)) from None
+    finally:
+        load.cache_clear()  # the driver only checks: it must not hold a copy of the data for the whole sweep
     if any(c.concepts.enabled and c.concepts.source == "imagenet" for c in cfgs):
         from lthray.explain.concept_sources import load_efficientnet
 
