@@ -161,6 +161,7 @@ class PruneConfig:
     rewind_step: str = "0it"  # k, as 'Nit' or 'Nep'; 0 is the original lottery ticket (rewind to init)
     guidance_weight: float = 0.0  # g in (1 - g) * magnitude + g * explanation score (guided methods)
     lambda_fid: float = 0.0  # explanation-preserving retraining: + lambda_fid * (1 - cos(CAM, dense CAM))
+    pai_iterations: int = 100  # rounds of iterative pruning at initialisation (SynFlow; Tanaka et al. use 100)
 
     def __post_init__(self) -> None:
         from lthray.criteria import METHODS
@@ -178,6 +179,12 @@ class PruneConfig:
         Step.parse(self.rewind_step)  # syntax and sign; the upper bound needs the data (TrialConfig)
         _check(0 <= self.guidance_weight <= 1, "prune.guidance_weight", self.guidance_weight, "a number in [0, 1]")
         _check(0 <= self.lambda_fid <= 100, "prune.lambda_fid", self.lambda_fid, "a number in [0, 100]")
+        _check(isinstance(self.pai_iterations, int) and 1 <= self.pai_iterations <= 1000, "prune.pai_iterations",
+               self.pai_iterations, "an integer in [1, 1000]")
+        if METHODS.get(self.method).needs_weight_rewind:
+            _check(self.rewind == "weight", "prune.rewind", self.rewind,
+                   f"'weight' with prune.method={self.method!r} (it trains each level from a fresh starting "
+                   "point: the rewind point's weights or a new initialisation, which only weight rewinding defines)")
 
     @property
     def rewind_at(self) -> Step:
@@ -259,6 +266,27 @@ class ConceptConfig:
 
 
 @dataclass(frozen=True)
+class InstabilityConfig:
+    """Instability analysis (Frankle et al. 2020, 'Linear mode connectivity and the lottery ticket
+    hypothesis'): at every level a second copy of the measured network is trained from the same start
+    with another data order, and the test error is measured along the straight line between the two."""
+
+    enabled: bool = False  # doubles each level's training, so off unless asked for
+    points: int = 11  # interpolation points, ends included (the paper uses 30; 11 resolves a barrier)
+    bn_batches: int = 20  # training batches that re-estimate BN statistics at each point
+    test_size: int = 0  # test images the path's error is measured on (0 = all)
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.enabled, bool), "instability.enabled", self.enabled, "true or false")
+        _check(isinstance(self.points, int) and 3 <= self.points <= 101, "instability.points", self.points,
+               "an integer in [3, 101] (ends included)")
+        _check(isinstance(self.bn_batches, int) and 1 <= self.bn_batches <= 1000, "instability.bn_batches",
+               self.bn_batches, "an integer in [1, 1000]")
+        _check(isinstance(self.test_size, int) and self.test_size >= 0, "instability.test_size", self.test_size,
+               "an integer >= 0 (0 = the whole test set)")
+
+
+@dataclass(frozen=True)
 class TrialConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -266,6 +294,7 @@ class TrialConfig:
     prune: PruneConfig = field(default_factory=PruneConfig)
     explain: ExplainConfig = field(default_factory=ExplainConfig)
     concepts: ConceptConfig = field(default_factory=ConceptConfig)
+    instability: InstabilityConfig = field(default_factory=InstabilityConfig)
     seed: int = 0  # initial weights, data order, augmentation, random pruning
 
     def __post_init__(self) -> None:

@@ -1,5 +1,10 @@
 """Pruning criteria: each returns a per-weight score (higher = keep), one tensor per prunable weight.
 
+Two families share the registry. Criteria of trained weights (magnitude, movement, the explanation
+saliencies) prune a fraction of what the last level kept (IMP). Pruning-at-initialisation criteria
+(SNIP, GraSP, SynFlow) score the untrained starting weights and prune from dense straight to a level's
+density, in one round or (SynFlow) in many; `Method.at_init` says which family a method belongs to.
+
 Guided methods mix two criteria with the guidance weight g:
     score = (1 - g) * normalise(base) + g * normalise(guide)
 `normalise` divides by the largest alive score over all layers. It is a single positive scale per
@@ -8,6 +13,7 @@ score set, so it preserves the global ranking: g = 0 gives exactly the base crit
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,6 +113,74 @@ def movement(ctx: ScoreContext) -> Scores:
     return {k: (w.detach() - start[k].to(w)).abs() for k, w in prunable(ctx.model).items() if k in ctx.mask}
 
 
+def _ce_sum(m: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.cross_entropy(m(xb), yb, reduction="sum")
+
+
+@CRITERIA.register("snip")
+def snip(ctx: ScoreContext) -> Scores:
+    """|w * dL/dw| at initialisation (Lee et al. 2019, 'SNIP: single-shot network pruning'), with L the
+    cross-entropy on the guide (training) images: the connection sensitivity |dL/dc| of a mask variable c."""
+    return _saliency(ctx, _ce_sum, ctx.extras["guide_x"], ctx.extras["guide_y"])
+
+
+GRASP_TEMPERATURE = 200.0  # Wang et al. 2020 divide the logits by T = 200 so the Hessian is not ~0 at init
+
+
+@CRITERIA.register("grasp")
+def grasp(ctx: ScoreContext, batch: int = 128) -> Scores:
+    """w * (H g) at initialisation (Wang et al. 2020, 'Picking winning tickets before training by preserving
+    gradient flow'): g = dL/dw, H the Hessian of L. The paper removes the weights with the largest
+    -w * Hg, i.e. keeps the largest w * Hg, which is this score; it can be negative.
+
+    Written here because neither torch nor a maintained library ships it: two passes, g without a graph,
+    then H g as the gradient of g_const . dL/dw (one Hessian-vector product, never the Hessian itself).
+    """
+    model, params = ctx.model, prunable(ctx.model)
+    names = [k for k in params if k in ctx.mask]
+    ws = [params[k] for k in names]
+    x, y = ctx.extras["guide_x"], ctx.extras["guide_y"]
+
+    def loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(model(xb) / GRASP_TEMPERATURE, yb, reduction="sum") / len(x)
+
+    with eval_mode(model, clear_grads=True):
+        g = [torch.zeros_like(w) for w in ws]
+        for i in range(0, len(x), batch):
+            for acc, gi in zip(g, torch.autograd.grad(loss(x[i : i + batch], y[i : i + batch]), ws), strict=True):
+                acc += gi
+        hg = [torch.zeros_like(w) for w in ws]
+        for i in range(0, len(x), batch):
+            grads = torch.autograd.grad(loss(x[i : i + batch], y[i : i + batch]), ws, create_graph=True)
+            z = sum((gi * gc).sum() for gi, gc in zip(grads, g, strict=True))
+            for acc, h in zip(hg, torch.autograd.grad(z, ws), strict=True):
+                acc += h
+        return {k: (w.detach() * h).detach() for k, w, h in zip(names, ws, hg, strict=True)}
+
+
+@CRITERIA.register("synflow")
+def synflow(ctx: ScoreContext) -> Scores:
+    """|w * dR/dw| with R = 1' (prod_l |W_l|) 1 (Tanaka et al. 2020, 'Pruning neural networks without any
+    data by iteratively conserving synaptic flow'): data-free; every parameter and buffer replaced by
+    its absolute value, the input all ones, the masked weights zero, BN in eval mode, in float64 (the
+    product of |W| over the layers overflows float32 on deeper networks). Run iteratively (100 rounds by
+    default) it avoids layer collapse. The model itself is not touched: a copy is scored.
+    """
+    m = copy.deepcopy(ctx.model).double().to(memory_format=torch.contiguous_format)
+    with torch.no_grad():
+        for v in m.state_dict().values():
+            if v.is_floating_point():
+                v.abs_()
+        params = prunable(m)
+        for k, keep in ctx.mask.items():
+            params[k].mul_(keep.to(params[k]))
+    m.eval()
+    shape = ctx.extras["guide_x"].shape[1:]
+    m(torch.ones((1, *shape), dtype=torch.float64, device=ctx.extras["guide_x"].device)).sum().backward()
+    dtype = next(iter(prunable(ctx.model).values())).dtype
+    return {k: (params[k].grad * params[k]).detach().abs().to(dtype) for k in ctx.mask}
+
+
 def normalise(scores: Scores, mask: Mask) -> Scores:
     """Scores divided by the largest alive |score| across layers (monotone: rankings are unchanged)."""
     top = max((s[mask[k]].abs().max() for k, s in scores.items() if mask[k].any()), default=torch.tensor(1.0))
@@ -130,18 +204,40 @@ def mix(base: Scores, guide: Scores, g: float, mask: Mask) -> Scores:
 
 @dataclass(frozen=True)
 class Method:
-    """A sweepable pruning method: a base criterion, optionally mixed with a guide criterion by g."""
+    """A sweepable pruning method: a base criterion, optionally mixed with a guide criterion by g.
+
+    at_init: score the level's *starting* weights (the rewind point: the initialisation at k = 0) and
+        prune from dense to the level's density, instead of a fraction of the last level's mask; the
+        masks of two levels need not nest. `iterative` does it in prune.pai_iterations rounds on an
+        exponential density schedule (SynFlow), else in one round (SNIP, GraSP).
+    reinit: the random-reinitialisation control: the ticket's masks (found by this base criterion along
+        the trial's own lineage, exactly as IMP finds them), but the row measures a copy of each level
+        trained from a fresh initialisation drawn with another seed.
+    """
 
     base: str
     guide: str | None = None
+    at_init: bool = False
+    iterative: bool = False
+    reinit: bool = False
+    paper: str = field(default="", compare=False)  # shown in the README and report, not part of identity
+
+    @property
+    def needs_weight_rewind(self) -> bool:
+        """Both start each level from a fresh point, which only weight rewinding defines."""
+        return self.at_init or self.reinit
 
 
 METHODS: Registry[Method] = Registry("method")
-METHODS.register("imp")(Method("magnitude"))
-METHODS.register("random")(Method("random"))
+METHODS.register("imp")(Method("magnitude", paper="Frankle & Carbin 2019; Frankle et al. 2020"))
+METHODS.register("random")(Method("random", paper="random pruning baseline (Frankle & Carbin 2019)"))
 METHODS.register("cam_guided")(Method("magnitude", "cam"))
 METHODS.register("concept_guided")(Method("magnitude", "concept"))
-METHODS.register("stability")(Method("magnitude", "movement"))
+METHODS.register("stability")(Method("magnitude", "movement", paper="Zhou et al. 2019; Sanh et al. 2020"))
+METHODS.register("reinit")(Method("magnitude", reinit=True, paper="Frankle & Carbin 2019, random reinitialisation"))
+METHODS.register("snip")(Method("snip", at_init=True, paper="Lee et al. 2019"))
+METHODS.register("grasp")(Method("grasp", at_init=True, paper="Wang et al. 2020"))
+METHODS.register("synflow")(Method("synflow", at_init=True, iterative=True, paper="Tanaka et al. 2020"))
 
 
 def scores_for(method: str, ctx: ScoreContext, guidance_weight: float = 0.0) -> Scores:

@@ -1,8 +1,10 @@
 """The level loop of one trial, as a short driver over named stages (open_lth style):
 
     level 0: train_level (saving the rewind point at step k) -> measure (dense maps become the reference)
-    level L: prune -> rewind (REWINDS) -> train_level under the mask -> measure (vs dense)
-    every level: publish = one result row, written atomically -> checkpoint (state.pt) -> on_level(row)
+    level L: next_mask (prune the last level's weights, or prune_at_init) -> rewind (REWINDS)
+             -> train_level under the mask [-> reinit copy] -> measure (vs dense) [-> instability]
+    every level: publish = mask file + one result row, written atomically -> checkpoint (state.pt)
+                 -> on_level(row)
 
 A level whose checkpoint exists is skipped, so re-running a trial (after a crash, or in a resumed
 sweep) continues from its last finished level and never trains a finished level again.
@@ -21,9 +23,9 @@ import numpy as np
 import torch
 
 from lthray import data as data_mod
-from lthray import masks, results
+from lthray import instability, mask_files, masks, results
 from lthray.config import TrialConfig, run_id, to_json
-from lthray.criteria import METHODS, ScoreContext, scores_for
+from lthray.criteria import CRITERIA, METHODS, ScoreContext, scores_for
 from lthray.explain import concepts as concepts_mod
 from lthray.explain.cam import explain, fidelity_loss, gradcam
 from lthray.explain.concept_sources import bank_for
@@ -109,17 +111,43 @@ def setup(cfg: TrialConfig, state: TrialState, device: torch.device, *, sweep: s
     return Trial(cfg, device, data, model, data.train_x[gi], data.train_y[gi], bank, identity, state)
 
 
-def prune(t: Trial, level: int) -> masks.Mask:
-    """Score the previous level's trained weights with the trial's method and remove a fraction."""
-    cfg, st = t.cfg, t.state
+def _context(t: Trial, level: int, mask: masks.Mask) -> ScoreContext:
+    st = t.state
     extras = {
         "data": t.data, "guide_x": t.guide_x, "guide_y": t.guide_y, "guide_maps": st.guide_maps,
-        "pcbm": concepts_mod.PCBM(**st.pcbm) if st.pcbm else None, "concept_topk": cfg.concepts.topk,
+        "pcbm": concepts_mod.PCBM(**st.pcbm) if st.pcbm else None, "concept_topk": t.cfg.concepts.topk,
         "start_weights": st.start,
     }
-    ctx = ScoreContext(t.model, masks.to_device(st.mask, t.device), cfg.seed, level, extras)
+    return ScoreContext(t.model, masks.to_device(mask, t.device), t.cfg.seed, level, extras)
+
+
+def prune(t: Trial, level: int) -> masks.Mask:
+    """Score the previous level's trained weights with the trial's method and remove a fraction."""
+    cfg = t.cfg
+    ctx = _context(t, level, t.state.mask)
     scores = scores_for(cfg.prune.method, ctx, cfg.prune.guidance_weight)
     return masks.prune(scores, ctx.mask, cfg.prune.rate_per_level, cfg.prune.scope)
+
+
+def prune_at_init(t: Trial, level: int) -> masks.Mask:
+    """Pruning at initialisation: score the level's starting weights (the rewind point; the
+    initialisation when k = 0) and prune from dense to the level's nominal density, in one round or, for
+    an iterative method, in prune.pai_iterations rounds on the exponential schedule density^(r/R) of
+    Tanaka et al. 2020, rescoring the surviving weights each round."""
+    cfg, method = t.cfg, METHODS.get(t.cfg.prune.method)
+    t.model.load_state_dict(t.state.rewind)
+    criterion, target = CRITERIA.get(method.base), cfg.prune.density_at(level)
+    rounds = cfg.prune.pai_iterations if method.iterative else 1
+    mask = masks.to_device(masks.ones(t.model), t.device)
+    for r in range(1, rounds + 1):
+        scores = criterion(_context(t, level, mask))
+        mask = masks.prune(scores, mask, masks.fraction_to(mask, target ** (r / rounds)), cfg.prune.scope)
+    return mask
+
+
+def next_mask(t: Trial, level: int) -> masks.Mask:
+    """The mask of pruned level `level` (the model holds the previous level's trained weights)."""
+    return prune_at_init(t, level) if METHODS.get(t.cfg.prune.method).at_init else prune(t, level)
 
 
 def _fidelity_term(t: Trial) -> Callable[[torch.nn.Module], torch.Tensor]:
@@ -139,11 +167,13 @@ def _fidelity_term(t: Trial) -> Callable[[torch.nn.Module], torch.Tensor]:
 
 
 def train_level(t: Trial, level: int, mask: masks.Mask, schedule: Schedule,
-                on_step: Callable[[int], None] | None = None) -> TrainResult:
-    """Train the schedule under `mask` (with the fidelity loss on pruned levels); raises Diverged."""
+                on_step: Callable[[int], None] | None = None, data_seed: int | None = None) -> TrainResult:
+    """Train the schedule under `mask` (with the fidelity loss on pruned levels); raises Diverged.
+    `data_seed` replaces the trial's seed for the data order and augmentation (a second copy)."""
     extra = _fidelity_term(t) if t.cfg.prune.lambda_fid > 0 and level > 0 else None
+    seed = t.cfg.seed if data_seed is None else data_seed
     return train(t.model, t.data, t.cfg.train, mask=mask, start=schedule.start, end=schedule.end,
-                 seed=t.cfg.seed, constant_lr=schedule.constant_lr, on_step=on_step, extra_loss=extra)
+                 seed=seed, constant_lr=schedule.constant_lr, on_step=on_step, extra_loss=extra)
 
 
 def _concept_columns(t: Trial) -> dict[str, Any]:
@@ -187,10 +217,65 @@ def measure(t: Trial, level: int) -> dict[str, Any]:
     return {**cols, "explain_seconds": time.perf_counter() - t0}
 
 
+def reinit_copy(t: Trial, level: int) -> dict[str, torch.Tensor]:
+    """The random-reinitialisation control (Frankle & Carbin 2019): load a fresh initialisation drawn
+    with another seed (one per level) into the model, to be trained under the ticket's mask on the
+    ticket's schedule. Returns that starting state."""
+    cfg = t.cfg
+    fresh = build(cfg.model.name, t.data.spec.num_classes, data_mod.step_seed(cfg.seed, 3, level),
+                  t.data.spec.channels)
+    t.model.load_state_dict(fresh.state_dict())
+    return _state_cpu(t.model)
+
+
+def instability_columns(t: Trial, level: int, mask: masks.Mask, start: dict[str, torch.Tensor],
+                        schedule: Schedule) -> tuple[dict[str, Any], float]:
+    """Train a second copy of the measured network from its `start` under the same mask and schedule
+    with another data order, then measure the test error along the line between the two copies.
+    Returns the columns and the copy's training seconds; the model is left holding the first copy."""
+    own = _state_cpu(t.model)
+    t.model.load_state_dict(start)
+    tr = train_level(t, level, mask, schedule, data_seed=data_mod.step_seed(t.cfg.seed, 4, level))
+    other = _state_cpu(t.model)
+    errors = instability.error_path(t.model, own, other, t.data, t.cfg.instability,
+                                    batch_size=t.cfg.train.batch_size, seed=t.cfg.seed)
+    return {"instability_barrier": instability.barrier(errors), "instability_errors": errors}, tr.seconds
+
+
+def train_and_measure(t: Trial, level: int, mask: masks.Mask, schedule: Schedule, start: dict[str, torch.Tensor],
+                      on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Train the level, measure the network the row describes and return the row's metric columns.
+
+    The ticket's own lineage is always trained (the next level prunes it). The reinit control then
+    trains and measures a freshly initialised copy instead, and puts the lineage back afterwards.
+    Raises Diverged."""
+    cfg, method = t.cfg, METHODS.get(t.cfg.prune.method)
+    # `start` (the weights this level's training begins from) is where copy 2 of the instability
+    # analysis starts; at level 0 that is the rewind point, saved during the dense training.
+    from_k = Schedule(cfg.rewind_steps, cfg.total_steps) if level == 0 else schedule
+    seconds = train_level(t, level, mask, schedule, on_step).seconds
+    start = t.state.rewind if level == 0 else start
+    lineage = None
+    if method.reinit and level > 0:
+        lineage = _state_cpu(t.model)
+        start = reinit_copy(t, level)
+        seconds += train_level(t, level, mask, schedule).seconds
+    cols = measure(t, level)
+    if cfg.instability.enabled:
+        t0 = time.perf_counter()
+        more, copy_seconds = instability_columns(t, level, mask, start, from_k)
+        seconds += copy_seconds
+        cols = {**cols, **more, "explain_seconds": cols["explain_seconds"] + time.perf_counter() - t0 - copy_seconds}
+    if lineage is not None:
+        t.model.load_state_dict(lineage)
+    return {**cols, "train_seconds": seconds}
+
+
 def publish(t: Trial, record: LevelRecord, mask: masks.Mask, start_weights: dict[str, torch.Tensor],
             results_dir: str | Path, workdir: Path) -> dict[str, Any]:
     """Write the level's row (a no-op if it exists), then the checkpoint that marks the level done."""
     row = record.to_row()
+    mask_files.write(results_dir, record.run_id, record.level, mask)  # before the row: a row implies its mask
     results.write_row(results_dir, row)
     st = t.state
     st.start, st.level, st.mask = start_weights, record.level, {n: m.cpu() for n, m in mask.items()}
@@ -228,18 +313,17 @@ def run_trial(
                     state.rewind = _state_cpu(t.model)
         else:
             t.model.load_state_dict(state.weights)
-            mask = prune(t, level)
+            mask = next_mask(t, level)
             schedule = REWINDS.get(cfg.prune.rewind)(t.model, state.rewind, cfg)
         start_weights = _state_cpu(t.model)
         fixed = {**t.identity, "level": level, "density": masks.density(mask),
                  "train_steps": schedule.end - schedule.start}
         try:
-            tr = train_level(t, level, mask, schedule, on_step)
+            record = LevelRecord(**fixed, status="ok", **train_and_measure(t, level, mask, schedule,
+                                                                                  start_weights, on_step))
         except Diverged:
             state.diverged = True
             record = LevelRecord(**fixed, status="diverged", train_seconds=0.0, explain_seconds=0.0)
-        else:
-            record = LevelRecord(**fixed, status="ok", train_seconds=tr.seconds, **measure(t, level))
         row = publish(t, record, mask, start_weights, results_dir, workdir)
         if on_level is not None:
             on_level(row)

@@ -78,6 +78,14 @@ def prune(scores: Scores, mask: Mask, fraction: float, scope: str = "global") ->
     return out
 
 
+def fraction_to(mask: Mask, target: float) -> float:
+    """The fraction of `mask`'s kept weights that `prune` must remove to keep round(total * target) of
+    all weights (pruning at initialisation goes straight to a level's density, not by a fixed rate)."""
+    kept, total = count(mask)
+    n_keep = min(kept, round(total * target))
+    return 1.0 - n_keep / kept if kept else 0.0
+
+
 def as_float(model: nn.Module, mask: Mask) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """(masked weights, their masks as float tensors): made once per level, so re-zeroing after every
     optimizer step is one fused multiply with no allocation."""

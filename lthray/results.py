@@ -24,7 +24,9 @@ import pyarrow.parquet as pq
 
 from lthray import storage
 
-SCHEMA_VERSION = 3  # 3: + rewind_spec (the rewind point as written); 2 still reads (see _upgrade)
+# 3: + rewind_spec (the rewind point as written); 4: + instability_barrier, instability_errors.
+# Versions 2 and 3 still read (see _upgrade).
+SCHEMA_VERSION = 4
 
 _F, _I, _S = pa.float64(), pa.int64(), pa.string()
 
@@ -81,6 +83,11 @@ class LevelRecord:
                                                 nullable=True)
     top_concepts: list[str] | None = col(pa.list_(_S), "per class: 'CLASS: concept | concept | ...'",
                                          nullable=True)
+    instability_barrier: float | None = col(_F, "test-error barrier between two copies trained from this level's "
+                                            "start with different data orders (Frankle et al. 2020); null unless "
+                                            "instability.enabled", nullable=True, report=True, show="barrier {:.3f}")
+    instability_errors: list[float] | None = col(pa.list_(_F), "test error at each interpolation point, "
+                                                 "alpha = 0 .. 1", nullable=True)
     probe_cams: list[float] | None = col(pa.list_(pa.float32()), "Grad-CAM maps of the first GALLERY probe "
                                          "images, flattened N x H x W", nullable=True)
     train_steps: int = col(_I, "optimizer steps trained at this level", report=True)
@@ -134,6 +141,7 @@ _TYPE_CHECKS = {
     "string": lambda v: isinstance(v, str),
     "list<item: string>": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
     "list<item: float>": lambda v: isinstance(v, list) and all(_num(x) for x in v),
+    "list<item: double>": lambda v: isinstance(v, list) and all(_num(x) for x in v),
 }
 
 
@@ -186,8 +194,13 @@ def write_row(results_dir: str | Path, row: dict[str, Any] | LevelRecord) -> boo
         table = pa.Table.from_pylist([full], schema=SCHEMA)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
         raise SchemaError(str(e)) from e
-    fs, base = storage.resolve(results_dir)
-    name = row_name(row["run_id"], row["level"])
+    return publish_table(results_dir, row_name(row["run_id"], row["level"]), table)
+
+
+def publish_table(folder: str | Path, name: str, table: pa.Table) -> bool:
+    """Publish `table` as folder/name exactly once (False, writing nothing, if it exists): a hard link
+    from a temp file locally, a whole-object upload on object stores. Rows and mask files both use it."""
+    fs, base = storage.resolve(folder)
     if not isinstance(fs, pafs.LocalFileSystem):
         return _write_remote(fs, base, name, table)
     return _publish_local(Path(base) / name, table)

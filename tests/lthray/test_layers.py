@@ -14,7 +14,7 @@ ROOT = Path(lthray.__file__).resolve().parent
 LAYERS = [
     {"registry", "storage", "modes", "config"},
     {"data", "masks", "models", "results", "rewind"},
-    {"criteria", "explain", "train"},
+    {"criteria", "explain", "train", "instability", "mask_files"},
     {"lottery", "presets"},
     {"__main__"},
 ]

@@ -75,7 +75,8 @@ def test_lr_rewinding_and_finetuning_keep_the_trained_weights(tiny_cfg, tmp_path
 
 def test_a_finished_trial_is_never_trained_again(tiny_cfg, tmp_path, monkeypatch):
     first = run_trial(tiny_cfg, tmp_path / "w", tmp_path / "r")
-    files = {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()}
+    files = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()}
+    assert len(files) == 2 * 3  # a row and a mask file per level
 
     def no_training(*a, **k):
         raise AssertionError("trained a finished level")
@@ -83,7 +84,7 @@ def test_a_finished_trial_is_never_trained_again(tiny_cfg, tmp_path, monkeypatch
     monkeypatch.setattr(lottery, "train", no_training)
     again = run_trial(tiny_cfg, tmp_path / "w", tmp_path / "r")
     assert again == first
-    assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()} == files
+    assert {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()} == files
 
 
 def test_a_crashed_trial_continues_from_its_last_finished_level(tiny_cfg, tmp_path, monkeypatch):
@@ -155,3 +156,87 @@ def test_stages_run_one_at_a_time(tiny_cfg):
     t.state.mask, t.state.level = masks.ones(t.model), 0
     mask = lottery.prune(t, 1)
     assert masks.density(mask) == pytest.approx(0.5, abs=1e-3)
+
+
+def _state(tmp_path, name):
+    return TrialState.load(tmp_path / name / lottery.STATE)
+
+
+def test_pruning_at_init_reaches_each_level_density_from_the_rewind_point(tiny_cfg, tmp_path):
+    from lthray import mask_files
+    from lthray.criteria import CRITERIA, ScoreContext
+
+    cfg = replace(tiny_cfg, **{"prune.method": "snip", "prune.rewind_step": "0it"})
+    rows = run_trial(cfg, tmp_path / "w", tmp_path / "r")
+    stored = mask_files.read(tmp_path / "r")
+    total = masks.count(masks.ones(build("convnet", 10, 0)))[1]
+    # independently: SNIP scores of the initialisation (seed 0), pruned in one shot to each density
+    t = lottery.setup(cfg, TrialState(), torch.device("cpu"), sweep="s", trial_id="")
+    ctx = ScoreContext(t.model, masks.ones(t.model), 0, 1, {"guide_x": t.guide_x, "guide_y": t.guide_y})
+    scores = CRITERIA.get("snip")(ctx)
+    for r in rows[1:]:
+        d = cfg.prune.density_at(r["level"])
+        assert r["density"] == round(total * d) / total
+        want = masks.prune(scores, ctx.mask, masks.fraction_to(ctx.mask, d))
+        got = stored[(r["run_id"], r["level"])]
+        assert all((got[k] == want[k].numpy()).all() for k in want)
+
+
+def test_synflow_prunes_in_the_configured_number_of_rounds(tiny_cfg, tmp_path, monkeypatch):
+    from lthray.criteria import CRITERIA
+
+    calls = []
+    real = CRITERIA.get("synflow")
+    monkeypatch.setitem(CRITERIA._items, "synflow", lambda ctx: calls.append(masks.density(ctx.mask)) or real(ctx))
+    cfg = replace(tiny_cfg, **{"prune.method": "synflow", "prune.pai_iterations": 7, "prune.levels": 1})
+    rows = run_trial(cfg, tmp_path / "w", tmp_path / "r")
+    assert len(calls) == 7 and calls[0] == 1.0 and calls == sorted(calls, reverse=True)
+    assert rows[1]["density"] == pytest.approx(0.5, abs=1e-4)
+
+
+def test_reinit_keeps_the_tickets_masks_and_lineage_but_measures_a_fresh_initialisation(tiny_cfg, tmp_path):
+    from lthray import mask_files
+
+    imp = run_trial(tiny_cfg, tmp_path / "imp", tmp_path / "r")
+    cfg = replace(tiny_cfg, **{"prune.method": "reinit"})
+    re = run_trial(cfg, tmp_path / "re", tmp_path / "r")
+    stored = mask_files.read(tmp_path / "r")
+    for a, b in zip(imp, re, strict=True):
+        ma, mb = stored[(a["run_id"], a["level"])], stored[(b["run_id"], b["level"])]
+        assert all((ma[k] == mb[k]).all() for k in ma)  # the very same ticket masks
+        same = a["test_loss"] == b["test_loss"] and a["probe_cams"] == b["probe_cams"]
+        assert same == (a["level"] == 0)  # level 0 is the same dense network; later levels are not
+    wa, wb = _state(tmp_path, "imp").weights, _state(tmp_path, "re").weights
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)  # the lineage the next level prunes is IMP's
+
+
+def test_reinit_and_pruning_at_init_refuse_other_rewind_modes():
+    from lthray.config import ConfigError, PruneConfig
+
+    for method in ("reinit", "snip", "grasp", "synflow"):
+        with pytest.raises(ConfigError, match="'weight' with prune.method"):
+            PruneConfig(method=method, rewind="lr")
+
+
+def test_instability_trains_a_second_copy_from_the_rewind_point_and_records_the_barrier(tiny_cfg, tmp_path,
+                                                                                         monkeypatch):
+    plain = run_trial(tiny_cfg, tmp_path / "plain", tmp_path / "r0")
+    rec = Recorder()
+    monkeypatch.setattr(lottery, "train", rec)
+    cfg = replace(tiny_cfg, **{"instability.enabled": True, "instability.points": 11, "instability.bn_batches": 2})
+    rows = run_trial(cfg, tmp_path / "w", tmp_path / "r")
+    k, total = cfg.rewind_steps, cfg.total_steps
+    # two copies per level; level 0 trains from 0 and its second copy from the rewind point k
+    assert [(c["start"], c["end"]) for c in rec.calls] == [(0, total)] + [(k, total)] * 5
+    assert len({c["seed"] for c in rec.calls}) == 4  # the trial's data order, and one other per level
+    rewind = _state(tmp_path, "w").rewind
+    assert all(torch.equal(rec.calls[1]["weights"][n], rewind[n]) for n in rewind)  # copy 2 starts at step k
+    for r in rows:
+        assert len(r["instability_errors"]) == 11 and 0 <= min(r["instability_errors"])
+        assert r["instability_barrier"] == pytest.approx(max(r["instability_errors"])
+                                                         - (r["instability_errors"][0] + r["instability_errors"][-1]) / 2)
+    assert all(r["instability_barrier"] is None for r in plain)
+    # the second copy never disturbs the ticket: the same lineage and the same metrics as without it
+    wa, wb = _state(tmp_path, "plain").weights, _state(tmp_path, "w").weights
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert [r["test_acc"] for r in rows] == [r["test_acc"] for r in plain]

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 
 def hidden(sweep) -> list[str]:
-    return [p.name for p in sweep.results.iterdir() if p.name.startswith(".")] if sweep.results.exists() else []
+    return [p.name for p in sweep.results.rglob("*") if p.name.startswith(".")] if sweep.results.exists() else []
 
 
 @pytest.mark.parametrize("point", ["level0", "between_levels", "during_write"])
