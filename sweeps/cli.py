@@ -152,6 +152,24 @@ def check_data_available(preset: Preset) -> None:
             raise UsageError(str(e)) from None
 
 
+Layer = tuple[dict[str, Any], dict[str, list[Any]]]  # (fixed values, sampled choices) of one source
+
+
+def compose(file: Layer, flags: Layer, path: str | None = None) -> Layer:
+    """The fixed values and choices every trial gets: a flag replaces the config file's setting of the
+    same key, whether that was a value or a choice; one key both fixed and sampled by the same source
+    is ambiguous and refused (UsageError), rather than one of them silently losing."""
+    for (fixed, choices), where in ((file, f"--config={path}"), (flags, "the flags")):
+        both = sorted(set(fixed) & set(choices))
+        if both:
+            raise UsageError(f"{where} both fix and sample {', '.join(both)}; give each key as a value (--set / "
+                             "'set') or as choices (--choice / 'choices'), not both")
+    flag_keys = set(flags[0]) | set(flags[1])
+    fixed = {**{k: v for k, v in file[0].items() if k not in flag_keys}, **flags[0]}
+    choices = {**{k: v for k, v in file[1].items() if k not in flag_keys}, **flags[1]}
+    return fixed, choices
+
+
 def validate(args: argparse.Namespace) -> tuple[Preset, Store]:
     """Everything that can be checked before Ray starts; raises UsageError with one line."""
     name = args.name or args.preset
@@ -170,10 +188,10 @@ def validate(args: argparse.Namespace) -> tuple[Preset, Store]:
     else:
         _check_storage(Path(args.storage).expanduser().resolve())
     store = Store(args.storage, name)
-    fixed, choices = load_config_file(args.config) if args.config else ({}, {})
+    fixed, choices = compose(load_config_file(args.config) if args.config else ({}, {}),
+                             (dict(args.overrides), dict(args.choices)), args.config)
     try:
-        preset = PRESETS[args.preset].with_choices({**choices, **dict(args.choices)})
-        preset = preset.with_overrides({**fixed, **dict(args.overrides)})
+        preset = PRESETS[args.preset].with_choices(choices).with_overrides(fixed)
         preset = dataclasses.replace(preset, search=args.search or preset.search)
         preset.validate()
     except ConfigError as e:
