@@ -38,7 +38,9 @@ def load_rows(results_dir: str | Path) -> pd.DataFrame:
     dup = df.duplicated(["run_id", "level"])
     if dup.any():
         raise AnalysisError(f"{d}: {int(dup.sum())} duplicated (run_id, level) rows")
-    return df.sort_values(["run_id", "level"]).reset_index(drop=True)
+    df = df.sort_values(["run_id", "level"]).reset_index(drop=True)
+    df.attrs["results"] = str(results_dir)  # where the mask files live (lthray.mask_files)
+    return df
 
 
 def final_rows(df: pd.DataFrame) -> pd.DataFrame:

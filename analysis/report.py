@@ -21,20 +21,12 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from analysis import stats
+from analysis import instability, stats, tickets
+from analysis.axes import density_x
 from analysis.gallery import concept_shift, gallery
 from analysis.load import AnalysisError, cli_inputs
 from analysis.pareto import DENSITY_BINS, pareto_front
-
-
-def density_x(densities: pd.Series, field: str = "density") -> alt.X:
-    """Log density axis, dense on the left, ticks at the levels' own densities (a log axis's own minor
-    ticks crowd and miss the sparsest level)."""
-    levels = sorted({round(float(v), 4) for v in densities}, reverse=True)
-    return alt.X(f"{field}:Q", title="density (fraction of weights kept)",
-                 scale=alt.Scale(type="log", nice=False, domain=[levels[0] * 1.15, levels[-1] / 1.3]),  # dense first
-                 axis=alt.Axis(values=levels, format=".2~%", grid=True))
-
+from lthray import mask_files
 
 FAMILY_COLOR = alt.Color("family:N", title="method")
 
@@ -203,8 +195,9 @@ def _design_text(rows: pd.DataFrame) -> list[str]:
     ]
 
 
-def build(rows: pd.DataFrame, out: Path) -> Path:
-    """Write report.html, report.md, their PNGs and the CSV tables behind them into `out`."""
+def build(rows: pd.DataFrame, out: Path, masks: tickets.Masks | None = None) -> Path:
+    """Write report.html, report.md, their PNGs and the CSV tables behind them into `out`.
+    `masks` (lthray.mask_files.read of the results folder) adds the ticket-overlap section."""
     out.mkdir(parents=True, exist_ok=True)
     summary, diffs = stats.level_summary(rows), stats.paired_differences(rows)
     summary.to_csv(out / "summary.csv", index=False, float_format="%.5g")
@@ -265,8 +258,50 @@ def build(rows: pd.DataFrame, out: Path) -> Path:
     if not shift.empty:
         shift.to_csv(out / "concept_shift.csv", index=False)
         r.table(shift[["method", "class", "density", "kept", "lost", "gained"]].round({"density": 4}))
+    ticket_section(r, rows, masks or {}, out)
+    instability_section(r, rows, out)
     r.write(title)
     return out / "report.html"
+
+
+def masks_of(rows: pd.DataFrame) -> tickets.Masks:
+    """The mask files beside the rows' results folder ({} if the rows did not come from one)."""
+    where = rows.attrs.get("results")
+    return mask_files.read(where) if where else {}
+
+
+def ticket_section(r: Report, rows: pd.DataFrame, masks: tickets.Masks, out: Path) -> None:
+    """(g) Mask overlap between seeds and methods, and where each method prunes."""
+    ov = tickets.overlap(rows, masks)
+    if ov.empty:
+        return
+    r.heading("(g) Ticket overlap and structure")
+    ov.to_csv(out / "mask_overlap.csv", index=False, float_format="%.5g")
+    r.para("Jaccard overlap of the kept weights at each pruning level. Diagonal: between seeds of one method "
+           "(mean over seed pairs); off-diagonal: between two methods' masks of the same seed (mean over "
+           "seeds). Two independent random masks of density d overlap by d/(2-d): the chance level in each "
+           "panel's title.")
+    r.bullets(tickets.sentences(ov))
+    r.chart(tickets.heatmap(ov), "mask_overlap", "mask overlap heatmaps")
+    ld = tickets.layer_density(rows, masks)
+    ld.to_csv(out / "layer_density.csv", index=False, float_format="%.5g")
+    r.para("Fraction of each layer's weights kept, per method (mean over seeds), input layer on the left.")
+    r.chart(tickets.layer_chart(ld), "layer_density", "per-layer density per method")
+
+
+def instability_section(r: Report, rows: pd.DataFrame, out: Path) -> None:
+    """(h) Linear mode connectivity: the error barrier vs rewind point and density."""
+    s = instability.summary(rows)
+    if s.empty:
+        return
+    r.heading("(h) Instability analysis (linear mode connectivity)")
+    s.to_csv(out / "instability.csv", index=False, float_format="%.5g")
+    r.para("Two copies of each level's network train from the same start under the same mask with different "
+           "data orders; the barrier is the highest test error on the straight line between them (BN "
+           f"statistics re-estimated at every point) minus the mean of the two ends. Below {instability.STABLE:.0%} "
+           "(dashed) Frankle et al. (2020) call the start stable; matching tickets came from stable rewind points.")
+    r.bullets(instability.sentences(s))
+    r.chart(instability.charts(s, instability.paths(rows)), "instability", "instability barrier charts")
 
 
 def dense_concepts(r: Report, rows: pd.DataFrame) -> None:
@@ -321,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     except AnalysisError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    path = build(rows, out)
+    path = build(rows, out, masks_of(rows))
     print(f"report: {path} ({path.stat().st_size / 1e6:.2f} MB) and {out / 'report.md'}")
     return 0
 

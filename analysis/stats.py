@@ -23,9 +23,13 @@ METRICS = {
     "concept_topk_overlap": "concept top-k overlap with dense",
     "concept_weight_spearman": "concept weight Spearman to dense",
     "pcbm_acc": "PCBM accuracy",
+    "instability_barrier": "instability barrier (test error)",
 }
 FAMILY = ["method", "guidance_weight", "lambda_fid"]
-_NOT_DESIGN = {"prune.method", "prune.guidance_weight", "prune.lambda_fid", "seed"}
+# Keys that may differ within one comparison: the method and its own knobs, the seed, and the
+# instability analysis, which trains a second copy beside the measured network but never changes it.
+_NOT_DESIGN = {"prune.method", "prune.guidance_weight", "prune.lambda_fid", "prune.pai_iterations", "seed"}
+_NOT_DESIGN_PREFIX = ("instability.",)
 REFERENCE = ("imp", 0.0, 0.0)
 
 
@@ -45,7 +49,8 @@ def mean_ci(x: np.ndarray | pd.Series, level: float = 0.95) -> tuple[float, floa
 def with_design(rows: pd.DataFrame) -> pd.DataFrame:
     """Rows plus `design` (a short label of what must match for a comparison) and `family` labels."""
     def design(cfg: str) -> str:
-        flat = {k: v for k, v in json.loads(cfg).items() if k not in _NOT_DESIGN}
+        flat = {k: v for k, v in json.loads(cfg).items()
+                if k not in _NOT_DESIGN and not k.startswith(_NOT_DESIGN_PREFIX)}
         return json.dumps(flat, sort_keys=True)
 
     out = rows.copy()

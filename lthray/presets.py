@@ -81,6 +81,9 @@ _REWIND = {"prune.rewind": ["weight", "lr", "finetune"]}
 _METHODS = {"prune.method": ["imp", "cam_guided", "concept_guided", "stability", "random"]}
 _GUIDED = {"prune.guidance_weight": [0.25, 0.5, 1.0]}
 ALL_METHODS = ["imp", "random", "cam_guided", "concept_guided", "stability"]
+# The lottery-ticket literature's controls and baselines (README: Methods): random pruning, the random
+# reinitialisation control and three pruning-at-initialisation methods, all at IMP's levels' densities.
+CONTROLS = ["imp", "random", "reinit", "snip", "grasp", "synflow"]
 
 # Fashion-MNIST study: every method at one schedule, rewind and training length, 3 seeds, paired by
 # (seed, level). The convnet's weights sit in its convolutions (60,048 conv vs 640 in the head), so its
@@ -129,6 +132,20 @@ PRESETS: dict[str, Preset] = {
             space={"prune.method": ALL_METHODS, "seed": [0, 1, 2]}, guided_space={"prune.guidance_weight": [0.5]},
             num_samples=15, search="grid",
             about="make demo: the study's design on an 8k-image subset, 1 epoch a level; < 10 min on 2 cores",
+        ),
+        Preset(
+            "fashion-controls",
+            base={**_FASHION, "train.epochs": 2, "prune.rate": 0.6, "prune.levels": 5},
+            space={"prune.method": CONTROLS, "seed": [0, 1, 2]}, num_samples=18, search="grid",
+            about="the study's design with the LTH controls: random pruning, random reinit, SNIP, GraSP, SynFlow",
+        ),
+        Preset(
+            "fashion-instability",
+            base={**_FASHION, "train.epochs": 2, "prune.rate": 0.6, "prune.levels": 5, "prune.method": "imp",
+                  "instability.enabled": True, "instability.test_size": 2000},
+            space={"prune.rewind_step": ["0it", "25it", "100it", "1ep"], "seed": [0, 1, 2]}, num_samples=12,
+            search="grid",
+            about="instability analysis of IMP: the error barrier at 4 rewind points x 3 seeds (2x training)",
         ),
         Preset(
             "cifar10-resnet20",

@@ -1,0 +1,100 @@
+"""Instability analysis in the report: the error barrier against the rewind point and against density.
+
+Frankle et al. (2020) call a network stable when the barrier is below 2% test error (their threshold,
+"within the noise"); IMP found matching tickets exactly from the rewind points that were stable. So
+the question a user asks of these charts is: from which rewind step k on is every level stable?
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from analysis import stats
+from analysis.axes import density_x
+
+STABLE = 0.02  # Frankle et al. 2020: a barrier within 2 points of error counts as linearly connected
+
+
+def summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per (family, rewind point, level): mean barrier with 95% CI over seeds, and mean density."""
+    d = stats.with_design(rows[(rows["status"] == "ok") & rows["instability_barrier"].notna()])
+    out = []
+    for (fam, spec, step, level), g in d.groupby(["family", "rewind_spec", "rewind_step", "level"]):
+        m, lo, hi, n = stats.mean_ci(g["instability_barrier"])
+        out.append({"family": fam, "rewind_spec": spec, "rewind_step": int(step), "level": int(level),
+                    "density": float(g["density"].mean()), "barrier": m, "lo": lo, "hi": hi, "seeds": n})
+    return pd.DataFrame(out)
+
+
+def paths(rows: pd.DataFrame) -> pd.DataFrame:
+    """Mean test error at each interpolation point, per (family, rewind point, level)."""
+    d = stats.with_design(rows[(rows["status"] == "ok") & rows["instability_errors"].notna()])
+    recs = []
+    for fam, spec, level, errs in zip(d["family"], d["rewind_spec"], d["level"], d["instability_errors"],
+                                      strict=True):
+        errs = list(errs)
+        recs += [{"family": fam, "rewind_spec": spec, "level": int(level), "alpha": i / (len(errs) - 1),
+                  "error": e} for i, e in enumerate(errs)]
+    if not recs:
+        return pd.DataFrame(recs)
+    return pd.DataFrame(recs).groupby(["family", "rewind_spec", "level", "alpha"], as_index=False)["error"].mean()
+
+
+def _spec_order(s: pd.DataFrame) -> list[str]:
+    return [spec for _, spec in sorted(set(zip(s["rewind_step"], s["rewind_spec"], strict=True)))]
+
+
+def charts(s: pd.DataFrame, p: pd.DataFrame) -> alt.HConcatChart:
+    """Barrier vs density (one line per rewind point), barrier vs rewind point (one line per level), and
+    the mean error along the path at the sparsest level."""
+    specs = _spec_order(s)
+    s = s.assign(lo=s["lo"].fillna(s["barrier"]), hi=s["hi"].fillna(s["barrier"]),
+                 level_label=[f"L{lvl} ({100 * d:.2g}%)" for lvl, d in zip(s["level"], s["density"], strict=True)])
+    rule = alt.Chart(pd.DataFrame({"y": [STABLE]})).mark_rule(color="#999", strokeDash=[4, 3]).encode(y="y:Q")
+    y = alt.Y("barrier:Q", title="error barrier (test error)")
+    tip = ["family", "rewind_spec", "level", alt.Tooltip("density:Q", format=".4f"),
+           alt.Tooltip("barrier:Q", format=".4f"), alt.Tooltip("lo:Q", format=".4f"), alt.Tooltip("hi:Q", format=".4f"),
+           "seeds"]
+    color_k = alt.Color("rewind_spec:N", sort=specs, title="rewind point k")
+    by_density = alt.Chart(s).encode(x=density_x(s["density"]), color=color_k, detail="family:N")
+    a = alt.layer(rule, by_density.mark_errorbar().encode(y=alt.Y("lo:Q", title=""), y2="hi:Q"),
+                  by_density.mark_line(point=True).encode(y=y, tooltip=tip)).properties(
+        width=300, height=220, title="barrier vs density")
+    levels = [lab for _, lab in sorted(set(zip(s["level"], s["level_label"], strict=True)))]
+    by_k = alt.Chart(s).encode(x=alt.X("rewind_spec:N", sort=specs, title="rewind point k"),
+                               color=alt.Color("level_label:N", sort=levels, title="level (density)",
+                                               scale=alt.Scale(scheme="viridis")), detail="family:N")
+    b = alt.layer(rule, by_k.mark_errorbar().encode(y=alt.Y("lo:Q", title=""), y2="hi:Q"),
+                  by_k.mark_line(point=True).encode(y=y, tooltip=tip)).properties(
+        width=300, height=220, title="barrier vs rewind point")
+    sparsest = p[p["level"] == p["level"].max()]
+    c = alt.Chart(sparsest).mark_line(point=True).encode(
+        x=alt.X("alpha:Q", title="interpolation α (copy 1 → copy 2)"),
+        y=alt.Y("error:Q", title="test error", scale=alt.Scale(zero=False)),
+        color=alt.Color("rewind_spec:N", sort=specs, title="rewind point k"), detail="family:N",
+        tooltip=["family", "rewind_spec", alt.Tooltip("alpha:Q", format=".2f"), alt.Tooltip("error:Q", format=".4f")],
+    ).properties(width=300, height=220, title=f"error along the path, level {int(p['level'].max())}")
+    return alt.hconcat(a, b, c)
+
+
+def sentences(s: pd.DataFrame) -> list[str]:
+    """Per family and rewind point: at how many levels the barrier stays under the 2% threshold, and the
+    earliest rewind point stable at every level."""
+    out = []
+    for fam, g in s.groupby("family"):
+        stable_at = []
+        for spec in _spec_order(g):
+            h = g[g["rewind_spec"] == spec].sort_values("level")
+            ok = h["barrier"] < STABLE
+            worst = h.loc[h["barrier"].idxmax()]
+            out.append(f"{fam}, rewind to {spec}: barrier below {STABLE:.0%} at {int(ok.sum())} of {len(h)} levels; "
+                       f"largest {worst['barrier']:.3f} at {stats.pct(worst['density'])} density"
+                       + (f" (95% CI {worst['lo']:.3f} to {worst['hi']:.3f})" if np.isfinite(worst["lo"]) else "")
+                       + ".")
+            if ok.all():
+                stable_at.append(spec)
+        out.append(f"{fam}: the earliest rewind point stable at every level is {stable_at[0]}." if stable_at else
+                   f"{fam}: no rewind point tried is stable at every level.")
+    return out

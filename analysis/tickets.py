@@ -1,0 +1,134 @@
+"""Ticket overlap and structure, from the per-level mask files (lthray.mask_files), without checkpoints.
+
+- Jaccard overlap |A & B| / |A | B| of the kept weights: between the seeds of one method (is the ticket a
+  property of the data and architecture, or of the initialisation?) and between methods at the same
+  seed and level (matched density: do two criteria find the same subnetwork?).
+- Per-layer density per method: where each method prunes.
+
+Two independent random masks of density d overlap by d / (2 - d) in expectation: the chance level every
+overlap is read against.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from analysis import stats
+
+Masks = dict[tuple[str, int], dict[str, np.ndarray]]
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """|a & b| / |a | b| of two bool vectors (1.0 for two empty masks)."""
+    union = np.count_nonzero(a | b)
+    return float(np.count_nonzero(a & b) / union) if union else 1.0
+
+
+def chance(density: float) -> float:
+    """Expected Jaccard of two independent uniformly random masks of this density."""
+    return density / (2 - density)
+
+
+def _flat(mask: dict[str, np.ndarray]) -> np.ndarray:
+    return np.concatenate([m.ravel() for m in mask.values()])
+
+
+def _keyed(rows: pd.DataFrame, masks: Masks) -> pd.DataFrame:
+    """Pruned, healthy rows that have a mask file, with their design and family labels."""
+    d = stats.with_design(rows[(rows["status"] == "ok") & (rows["level"] > 0)])
+    return d[[(r, lvl) in masks for r, lvl in zip(d["run_id"], d["level"], strict=True)]]
+
+
+def overlap(rows: pd.DataFrame, masks: Masks) -> pd.DataFrame:
+    """Per (design, level, family a, family b): mean Jaccard and its 95% CI. a == b: over pairs of seeds
+    of one family (`pairs` = seed pairs); a != b: over seeds, the two families' masks of the same seed."""
+    d = _keyed(rows, masks)
+    out = []
+    for (design, level), g in d.groupby(["design", "level"]):
+        flat = {(f, s): _flat(masks[(r, level)]) for f, s, r in zip(g["family"], g["seed"], g["run_id"], strict=True)}
+        fams = sorted(g["family"].unique())
+        density = float(g["density"].mean())
+        for a, b in itertools.combinations_with_replacement(fams, 2):
+            seeds_a = sorted(s for f, s in flat if f == a)
+            seeds_b = sorted(s for f, s in flat if f == b)
+            if a == b:
+                vals = [jaccard(flat[(a, s)], flat[(a, t)]) for s, t in itertools.combinations(seeds_a, 2)]
+            else:
+                vals = [jaccard(flat[(a, s)], flat[(b, s)]) for s in sorted(set(seeds_a) & set(seeds_b))]
+            if not vals:
+                continue
+            m, lo, hi, n = stats.mean_ci(vals)
+            for x, y in {(a, b), (b, a)}:
+                out.append({"design": design, "level": int(level), "density": density, "a": x, "b": y,
+                            "same_method": a == b, "jaccard": m, "lo": lo, "hi": hi, "pairs": n,
+                            "chance": chance(density)})
+    return pd.DataFrame(out)
+
+
+def layer_density(rows: pd.DataFrame, masks: Masks) -> pd.DataFrame:
+    """Per (design, family, level, layer): the fraction of the layer's weights kept, mean over seeds."""
+    d = _keyed(rows, masks)
+    recs = []
+    for fam, level, run, design in zip(d["family"], d["level"], d["run_id"], d["design"], strict=True):
+        for i, (name, m) in enumerate(masks[(run, level)].items()):
+            recs.append({"design": design, "family": fam, "level": int(level), "index": i, "layer": name,
+                         "weights": int(m.size), "kept": float(m.mean())})
+    if not recs:
+        return pd.DataFrame(recs)
+    per = pd.DataFrame(recs)
+    return per.groupby(["design", "family", "level", "index", "layer", "weights"], as_index=False)["kept"].mean()
+
+
+def heatmap(ov: pd.DataFrame) -> alt.FacetChart:
+    """Mean Jaccard, method x method, one panel per level; the diagonal is seed-to-seed overlap."""
+    d = ov.assign(text=[f"{j:.2f}" for j in ov["jaccard"]],
+                  panel=[f"level {lvl}: {100 * dd:.2g}% kept (chance {c:.2f})"
+                         for lvl, dd, c in zip(ov["level"], ov["density"], ov["chance"], strict=True)])
+    base = alt.Chart(d).encode(x=alt.X("a:N", title=None), y=alt.Y("b:N", title=None))
+    cells = base.mark_rect().encode(
+        color=alt.Color("jaccard:Q", title="Jaccard", scale=alt.Scale(domain=[0, 1], scheme="viridis")),
+        tooltip=["a", "b", "level", alt.Tooltip("jaccard:Q", format=".3f"), alt.Tooltip("lo:Q", format=".3f"),
+                 alt.Tooltip("hi:Q", format=".3f"), "pairs", alt.Tooltip("chance:Q", format=".3f")])
+    text = base.mark_text(fontSize=10).encode(
+        text="text:N", color=alt.condition("datum.jaccard > 0.6", alt.value("black"), alt.value("white")))
+    order = [p for _, p in sorted({(lvl, p) for lvl, p in zip(d["level"], d["panel"], strict=True)})]
+    return alt.layer(cells, text, data=d).properties(width=230, height=230).facet(
+        facet=alt.Facet("panel:N", sort=order, title="mask overlap (Jaccard); diagonal: between seeds of one "
+                        "method, off-diagonal: between methods at the same seed"), columns=3)
+
+
+def layer_chart(ld: pd.DataFrame) -> alt.FacetChart:
+    """Kept fraction per layer (model order) per method, one panel per level."""
+    d = ld.assign(layer_label=[f"{i}: {n.removesuffix('.weight')}" for i, n in zip(ld["index"], ld["layer"],
+                                                                                   strict=True)])
+    order = [lab for _, lab in sorted(set(zip(d["index"], d["layer_label"], strict=True)))]
+    return alt.Chart(d).mark_line(point=True).encode(
+        x=alt.X("layer_label:N", sort=order, title="layer (input to output)"),
+        y=alt.Y("kept:Q", title="fraction of the layer kept", scale=alt.Scale(type="log")),
+        color=alt.Color("family:N", title="method"),
+        tooltip=["family", "level", "layer", "weights", alt.Tooltip("kept:Q", format=".4f")],
+    ).properties(width=230, height=200).facet(facet=alt.Facet("level:O", title="pruning level"), columns=3)
+
+
+def sentences(ov: pd.DataFrame) -> list[str]:
+    """Seed-to-seed overlap of each method at its sparsest level, against chance, and the closest pair of
+    different methods there."""
+    if ov.empty:
+        return []
+    out = []
+    last = ov[ov["level"] == ov["level"].max()]
+    for _, r in last[last["same_method"]].drop_duplicates("a").iterrows():
+        ci = f" [{r['lo']:.2f}, {r['hi']:.2f}]" if np.isfinite(r["lo"]) else ""
+        out.append(f"At level {r['level']} ({stats.pct(r['density'])} kept), two seeds of {r['a']} share "
+                   f"Jaccard {r['jaccard']:.2f}{ci} of their weights ({r['pairs']} seed pairs; chance "
+                   f"{r['chance']:.2f}).")
+    cross = last[~last["same_method"] & (last["a"] < last["b"])]
+    if not cross.empty:
+        top = cross.sort_values("jaccard").iloc[-1]
+        out.append(f"The most similar pair of different methods there: {top['a']} and {top['b']}, Jaccard "
+                   f"{top['jaccard']:.2f} at the same seed.")
+    return out
