@@ -51,7 +51,7 @@ def charts(s: pd.DataFrame, p: pd.DataFrame) -> alt.HConcatChart:
     the mean error along the path at the sparsest level."""
     specs = _spec_order(s)
     s = s.assign(lo=s["lo"].fillna(s["barrier"]), hi=s["hi"].fillna(s["barrier"]),
-                 level_label=[f"L{lvl} ({100 * d:.2g}%)" for lvl, d in zip(s["level"], s["density"], strict=True)])
+                 level_label=[f"L{lvl} ({stats.pct(d)})" for lvl, d in zip(s["level"], s["density"], strict=True)])
     rule = alt.Chart(pd.DataFrame({"y": [STABLE]})).mark_rule(color="#999", strokeDash=[4, 3]).encode(y="y:Q")
     y = alt.Y("barrier:Q", title="error barrier (test error)")
     tip = ["family", "rewind_spec", "level", alt.Tooltip("density:Q", format=".4f"),
@@ -76,7 +76,7 @@ def charts(s: pd.DataFrame, p: pd.DataFrame) -> alt.HConcatChart:
         color=alt.Color("rewind_spec:N", sort=specs, title="rewind point k"), detail="family:N",
         tooltip=["family", "rewind_spec", alt.Tooltip("alpha:Q", format=".2f"), alt.Tooltip("error:Q", format=".4f")],
     ).properties(width=300, height=220, title=f"error along the path, level {int(p['level'].max())}")
-    return alt.hconcat(a, b, c)
+    return alt.hconcat(a, b, c).resolve_scale(color="independent").resolve_legend(color="independent")
 
 
 def sentences(s: pd.DataFrame) -> list[str]:

@@ -86,7 +86,7 @@ def layer_density(rows: pd.DataFrame, masks: Masks) -> pd.DataFrame:
 def heatmap(ov: pd.DataFrame) -> alt.FacetChart:
     """Mean Jaccard, method x method, one panel per level; the diagonal is seed-to-seed overlap."""
     d = ov.assign(text=[f"{j:.2f}" for j in ov["jaccard"]],
-                  panel=[f"level {lvl}: {100 * dd:.2g}% kept (chance {c:.2f})"
+                  panel=[f"level {lvl}: {stats.pct(dd)} kept (chance {c:.2f})"
                          for lvl, dd, c in zip(ov["level"], ov["density"], ov["chance"], strict=True)])
     base = alt.Chart(d).encode(x=alt.X("a:N", title=None), y=alt.Y("b:N", title=None))
     cells = base.mark_rect().encode(

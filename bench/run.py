@@ -8,6 +8,8 @@
 3. explain share: explain seconds / (train + explain) of one pruned level at the default preset
 4. Ray: a sweep of N trials vs the same trials back to back in one process (wall clock)
 5. training FLOP/s achieved as a fraction of this machine's measured float32 matmul FLOP/s
+6. controls and instability: wall time of a trial (dense + 2 pruned levels, digits preset) with
+   `reinit`, `synflow` (100 scoring rounds per level) and `instability.enabled`, each / the same trial with `imp`
 
 --check exits 1 if a ratio misses its goal. Speed is never asserted in unit tests; it is measured here.
 """
@@ -136,6 +138,26 @@ def _explain_parts(cfg) -> dict[str, float]:
     return out
 
 
+def bench_controls() -> list[tuple]:
+    """Trial wall time of the new controls and of the instability analysis, as ratios to plain IMP."""
+    from lthray.lottery import run_trial
+    from sweeps.presets import PRESETS
+
+    base = {**PRESETS["digits"].base, "prune.levels": 2, "prune.rate": 0.5}
+    variants = {"imp": {}, "reinit": {"prune.method": "reinit"}, "synflow": {"prune.method": "synflow"},
+                "imp + instability": {"instability.enabled": True}}
+    wall = {}
+    for name, extra in variants.items():
+        cfg = from_flat({**base, **extra})
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            run_trial(cfg, Path(tmp) / "w", Path(tmp) / "r", device="cpu")
+            wall[name] = time.perf_counter() - t0
+    goals = {"reinit": 1.8, "synflow": 1.3, "imp + instability": 2.6}  # reinit: 2 of 3 levels train twice
+    return [(f"6 {name} trial / imp trial", f"{wall[name]:.1f}s vs {wall['imp']:.1f}s", wall[name] / wall["imp"],
+             f"<= {goal}", wall[name] / wall["imp"] <= goal) for name, goal in goals.items()]
+
+
 def bench_ray(n: int) -> list[tuple]:
     """N smoke trials through Ray (2 at once, 1 CPU each) vs the same N back to back in one process."""
     from lthray.lottery import run_trial
@@ -204,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, {os.cpu_count()} CPUs, "
           f"device {'cuda' if torch.cuda.is_available() else 'cpu'}", flush=True)
-    rows = bench_training(40 if args.quick else 120) + bench_explain() + bench_flops()
+    rows = bench_training(40 if args.quick else 120) + bench_explain() + bench_flops() + bench_controls()
     if not args.quick:
         rows += bench_ray(args.ray_trials)
     w = max(len(r[0]) for r in rows)

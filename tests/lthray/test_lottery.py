@@ -240,3 +240,26 @@ def test_instability_trains_a_second_copy_from_the_rewind_point_and_records_the_
     wa, wb = _state(tmp_path, "plain").weights, _state(tmp_path, "w").weights
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert [r["test_acc"] for r in rows] == [r["test_acc"] for r in plain]
+
+
+@pytest.mark.parametrize("extra", [{"prune.method": "reinit"}, {"prune.method": "synflow", "prune.pai_iterations": 5},
+                                   {"instability.enabled": True, "instability.bn_batches": 2}])
+def test_new_methods_resume_after_a_crash_to_the_uninterrupted_result(tiny_cfg, tmp_path, extra):
+    from lthray import mask_files
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_level_1(row):
+        if row["level"] == 1:
+            raise Crash
+
+    cfg = replace(tiny_cfg, **extra)
+    whole = run_trial(cfg, tmp_path / "a", tmp_path / "ra")
+    with pytest.raises(Crash):
+        run_trial(cfg, tmp_path / "b", tmp_path / "rb", on_level=crash_after_level_1)
+    resumed = run_trial(cfg, tmp_path / "b", tmp_path / "rb")
+    keys = ("level", "density", "test_acc", "test_loss", "cam_spearman", "instability_barrier")
+    assert [[r[k] for k in keys] for r in resumed] == [[r[k] for k in keys] for r in whole]
+    ma, mb = mask_files.read(tmp_path / "ra"), mask_files.read(tmp_path / "rb")
+    assert ma.keys() == mb.keys() and all((ma[k][n] == mb[k][n]).all() for k in ma for n in ma[k])

@@ -1,0 +1,91 @@
+"""Ticket overlap and per-layer density against counts made by hand; the report's (g) and (h) sections."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import instability, report, tickets
+
+
+def test_jaccard_and_its_chance_level():
+    a = np.array([1, 1, 0, 0, 1], bool)
+    b = np.array([1, 0, 1, 0, 1], bool)
+    assert tickets.jaccard(a, b) == pytest.approx(2 / 4)
+    assert tickets.jaccard(a, a) == 1.0 and tickets.jaccard(a, ~a) == 0.0
+    rng = np.random.default_rng(0)  # the chance formula against simulation
+    x, y = rng.random(200_000) < 0.1, rng.random(200_000) < 0.1
+    assert tickets.jaccard(x, y) == pytest.approx(tickets.chance(0.1), abs=0.003)
+
+
+def _masks_and_rows(make_row):
+    """imp: seeds 0, 1 keep the same first half of each layer; random: seed 0 keeps the second half,
+    seed 1 the even indices. Layers 'c' (12 weights) and 'f' (4)."""
+    half = {"c": np.arange(12) < 6, "f": np.arange(4) < 2}
+    masks = {("imp0", 1): half, ("imp1", 1): half,
+             ("rnd0", 1): {k: ~v for k, v in half.items()},
+             ("rnd1", 1): {"c": np.arange(12) % 2 == 0, "f": np.arange(4) % 2 == 0}}
+    rows = []
+    for rid, method, seed in [("imp0", "imp", 0), ("imp1", "imp", 1), ("rnd0", "random", 0), ("rnd1", "random", 1)]:
+        cfg = json.dumps({"prune.method": method, "seed": seed})
+        for level in (0, 1):
+            rows.append(make_row(run_id=rid, method=method, seed=seed, level=level, density=0.5 ** level,
+                                 config_json=cfg))
+    return masks, pd.DataFrame(rows)
+
+
+def test_overlap_between_seeds_and_between_methods(make_row):
+    masks, rows = _masks_and_rows(make_row)
+    ov = tickets.overlap(rows, masks).set_index(["a", "b"])
+    assert ov.loc[("imp", "imp"), "jaccard"] == 1.0 and ov.loc[("imp", "imp"), "pairs"] == 1
+    # random's two seeds: the second half vs the evens: c {6..11} & {0,2,..,10} = {6,8,10}; f {2,3} & {0,2} = {2}
+    assert ov.loc[("random", "random"), "jaccard"] == pytest.approx(4 / (8 + 8 - 4))
+    # imp vs random at the same seed: seed 0 disjoint (0); seed 1 first half vs evens: 4 of 12 -> mean 1/6
+    assert ov.loc[("imp", "random"), "jaccard"] == pytest.approx((0 + 4 / 12) / 2)
+    assert ov.loc[("random", "imp"), "jaccard"] == ov.loc[("imp", "random"), "jaccard"]  # both cells of the map
+    assert ov["chance"].iloc[0] == pytest.approx(0.5 / 1.5)
+
+
+def test_layer_density_is_the_kept_fraction_per_layer(make_row):
+    masks, rows = _masks_and_rows(make_row)
+    ld = tickets.layer_density(rows, masks).set_index(["family", "layer"])
+    assert ld.loc[("imp", "c"), "kept"] == 0.5 and ld.loc[("imp", "f"), "weights"] == 4
+    assert ld.index.get_level_values("layer").tolist()[:2] == ["c", "f"]  # model order
+
+
+def test_instability_summary_and_sentences(make_row):
+    rows = []
+    for spec, step, barriers in [("0it", 0, [0.10, 0.12, 0.08]), ("50it", 50, [0.01, 0.0, 0.015])]:
+        for seed, b in enumerate(barriers):
+            cfg = json.dumps({"prune.method": "imp", "seed": seed, "prune.rewind_step": spec})
+            for level in (0, 1):
+                errs = [0.1, 0.1 + b, 0.1]
+                rows.append(make_row(run_id=f"{spec}{seed}", seed=seed, level=level, density=0.5 ** level,
+                                     rewind_spec=spec, rewind_step=step, instability_barrier=b,
+                                     instability_errors=errs, config_json=cfg))
+    s = instability.summary(pd.DataFrame(rows))
+    one = s[(s["rewind_spec"] == "0it") & (s["level"] == 1)].iloc[0]
+    assert one["barrier"] == pytest.approx(0.1) and one["seeds"] == 3 and one["lo"] < 0.1 < one["hi"]
+    words = " ".join(instability.sentences(s))
+    assert "rewind to 0it: barrier below 2% at 0 of 2 levels" in words
+    assert "the earliest rewind point stable at every level is 50it" in words
+    p = instability.paths(pd.DataFrame(rows))
+    assert sorted(p["alpha"].unique()) == [0.0, 0.5, 1.0]
+
+
+def test_the_report_adds_ticket_and_instability_sections_only_with_their_data(make_row, tmp_path):
+    masks, rows = _masks_and_rows(make_row)
+    rows["probe_cams"] = None
+    report.build(rows, tmp_path / "plain")
+    md = (tmp_path / "plain" / "report.md").read_text()
+    assert "## (g)" not in md and "## (h)" not in md
+    rows["instability_barrier"] = [0.0, 0.05] * 4
+    rows["instability_errors"] = [[0.1, 0.1, 0.1], [0.1, 0.15, 0.1]] * 4
+    report.build(rows, tmp_path / "full", masks)
+    md = (tmp_path / "full" / "report.md").read_text()
+    assert "## (g) Ticket overlap" in md and "## (h) Instability analysis" in md
+    assert "two seeds of imp share Jaccard 1.00" in md
+    for png in ("mask_overlap", "layer_density", "instability"):
+        assert (tmp_path / "full" / f"{png}.png").read_bytes()[:4] == b"\x89PNG"
+    assert "<script" not in (tmp_path / "full" / "report.html").read_text()
