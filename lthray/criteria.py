@@ -13,8 +13,9 @@ score set, so it preserves the global ranking: g = 0 gives exactly the base crit
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,14 +55,29 @@ def random(ctx: ScoreContext) -> Scores:
     return {k: torch.rand(w.shape, generator=g).to(w.device) for k, w in prunable(ctx.model).items() if k in ctx.mask}
 
 
+@contextlib.contextmanager
+def _scoring_model(model: nn.Module, batch_stats: bool) -> Iterator[nn.Module]:
+    """The model to differentiate. Trained models are scored in eval mode (their BN statistics are the
+    network). Pruning at initialisation scores a copy in *train* mode, with batch statistics, as the
+    SNIP and GraSP authors' code does: an untrained BN's running statistics (mean 0, variance 1) do not
+    normalise anything, and GraSP's Hessian term depends on it (measured on Fashion-MNIST at 40%
+    density, 1 epoch: GraSP masks scored in eval mode trained to 55.5%, in train mode to 71.1%; SNIP
+    74.6% vs 74.5%). The copy keeps the model's BN running statistics untouched."""
+    if batch_stats:
+        yield copy.deepcopy(model).train()
+    else:
+        with eval_mode(model, clear_grads=True):
+            yield model
+
+
 def _saliency(ctx: ScoreContext, objective: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
-              x: torch.Tensor, y: torch.Tensor, batch: int = 128) -> Scores:
+              x: torch.Tensor, y: torch.Tensor, batch: int = 128, batch_stats: bool = False) -> Scores:
     """|w * d objective / dw| summed over the guide images (SNIP-style first-order importance).
 
-    The model is scored in eval mode (BN running statistics are not touched) and left as it was found.
+    The model is left as it was found (see _scoring_model for the BN mode).
     """
-    model, params = ctx.model, prunable(ctx.model)
-    with eval_mode(model, clear_grads=True):
+    with _scoring_model(ctx.model, batch_stats) as model:
+        params = prunable(model)
         for i in range(0, len(x), batch):
             objective(model, x[i : i + batch], y[i : i + batch]).backward()
         return {k: (w.detach() * w.grad).abs() if w.grad is not None else torch.zeros_like(w)
@@ -121,7 +137,7 @@ def _ce_sum(m: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
 def snip(ctx: ScoreContext) -> Scores:
     """|w * dL/dw| at initialisation (Lee et al. 2019, 'SNIP: single-shot network pruning'), with L the
     cross-entropy on the guide (training) images: the connection sensitivity |dL/dc| of a mask variable c."""
-    return _saliency(ctx, _ce_sum, ctx.extras["guide_x"], ctx.extras["guide_y"])
+    return _saliency(ctx, _ce_sum, ctx.extras["guide_x"], ctx.extras["guide_y"], batch_stats=True)
 
 
 GRASP_TEMPERATURE = 200.0  # Wang et al. 2020 divide the logits by T = 200 so the Hessian is not ~0 at init
@@ -136,15 +152,15 @@ def grasp(ctx: ScoreContext, batch: int = 128) -> Scores:
     Written here because neither torch nor a maintained library ships it: two passes, g without a graph,
     then H g as the gradient of g_const . dL/dw (one Hessian-vector product, never the Hessian itself).
     """
-    model, params = ctx.model, prunable(ctx.model)
-    names = [k for k in params if k in ctx.mask]
-    ws = [params[k] for k in names]
     x, y = ctx.extras["guide_x"], ctx.extras["guide_y"]
+    with _scoring_model(ctx.model, batch_stats=True) as model:
+        params = prunable(model)
+        names = [k for k in params if k in ctx.mask]
+        ws = [params[k] for k in names]
 
-    def loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.cross_entropy(model(xb) / GRASP_TEMPERATURE, yb, reduction="sum") / len(x)
+        def loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.cross_entropy(model(xb) / GRASP_TEMPERATURE, yb, reduction="sum") / len(x)
 
-    with eval_mode(model, clear_grads=True):
         g = [torch.zeros_like(w) for w in ws]
         for i in range(0, len(x), batch):
             for acc, gi in zip(g, torch.autograd.grad(loss(x[i : i + batch], y[i : i + batch]), ws), strict=True):

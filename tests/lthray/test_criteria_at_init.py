@@ -90,3 +90,19 @@ def test_fraction_to_reaches_the_exact_count():
         scores = {k: torch.rand(v.shape) for k, v in m.items()}
         m = masks.prune(scores, m, masks.fraction_to(m, target))
         assert masks.count(m)[0] == round(masks.count(m)[1] * target)
+
+
+@pytest.mark.parametrize("name", ["snip", "grasp"])
+def test_at_init_scores_use_batch_statistics_and_leave_the_models_bn_untouched(name):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4, bias=False), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 2, bias=False))
+    model = model.double().eval()
+    x, y = _data(n=16, n_out=2)
+    x = x * 5 + 3  # far from BN's initial running statistics (mean 0, variance 1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    s = CRITERIA.get(name)(_ctx(model, x, y))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()) and not model.training
+    # the same network with BN frozen at its running statistics scores differently: batch stats were used
+    frozen = nn.Sequential(model[0], nn.Identity(), model[2], model[3])
+    f = CRITERIA.get(name)(_ctx(frozen, x, y))
+    assert not torch.allclose(s["0.weight"], f["0.weight"])
