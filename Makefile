@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 NAME ?= demo
 FASHION := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 
-.PHONY: install data demo study test lint bench clean
+.PHONY: install data demo study study-controls study-instability test lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,6 +33,20 @@ demo: $(STAMP) data
 study: $(STAMP) data
 	$(BIN)/python sweeps/imp_vs_guided.py --preset fashion --storage runs --name fashion
 	$(BIN)/python -m analysis.report --results runs/fashion/results --out docs/study/fashion-mnist
+
+# The reports of the LTH controls and of the instability analysis committed under docs/study/: their presets
+# at the demo's scale (8,000 training images, 4 levels), about 15 and 35 minutes on 2 CPU cores.
+SMALL := --set data.train_size=8000 --set prune.levels=4 --set concepts.bank_size=1000 --set data.probe_size=32
+study-controls: $(STAMP) data
+	$(BIN)/python sweeps/imp_vs_guided.py --preset fashion-controls --storage runs --name controls-demo $(SMALL) \
+		--set train.epochs=1
+	$(BIN)/python -m analysis.report --results runs/controls-demo/results --out docs/study/fashion-controls-demo
+
+study-instability: $(STAMP) data
+	$(BIN)/python sweeps/imp_vs_guided.py --preset fashion-instability --storage runs --name instability-demo \
+		$(SMALL) --set train.epochs=2 --choice prune.rewind_step=0it,10it,25it,60it
+	$(BIN)/python -m analysis.report --results runs/instability-demo/results \
+		--out docs/study/fashion-instability-demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

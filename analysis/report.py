@@ -285,8 +285,10 @@ def ticket_section(r: Report, rows: pd.DataFrame, masks: tickets.Masks, out: Pat
     r.chart(tickets.heatmap(ov), "mask_overlap", "mask overlap heatmaps")
     ld = tickets.layer_density(rows, masks)
     ld.to_csv(out / "layer_density.csv", index=False, float_format="%.5g")
-    r.para("Fraction of each layer's weights kept, per method (mean over seeds), input layer on the left.")
-    r.chart(tickets.layer_chart(ld), "layer_density", "per-layer density per method")
+    same = tickets.same_masks(rows, masks)
+    r.para("Fraction of each layer's weights kept, per method (mean over seeds), input layer on the left."
+           + "".join(f" {a} has exactly {b}'s masks and is drawn as {b}." for a, b in sorted(same.items())))
+    r.chart(tickets.layer_chart(ld[~ld["family"].isin(same)]), "layer_density", "per-layer density per method")
 
 
 def instability_section(r: Report, rows: pd.DataFrame, out: Path) -> None:

@@ -83,6 +83,25 @@ def layer_density(rows: pd.DataFrame, masks: Masks) -> pd.DataFrame:
     return per.groupby(["design", "family", "level", "index", "layer", "weights"], as_index=False)["kept"].mean()
 
 
+def same_masks(rows: pd.DataFrame, masks: Masks) -> dict[str, str]:
+    """{family: an earlier family whose masks are identical at every seed and level} (e.g. reinit, which
+    trains IMP's masks from a fresh initialisation): drawn once, so one line does not hide the other."""
+    d = _keyed(rows, masks)
+    keys: dict[str, set] = {}
+    for fam, design, seed, level, run in zip(d["family"], d["design"], d["seed"], d["level"], d["run_id"],
+                                             strict=True):
+        bits = np.packbits(_flat(masks[(run, level)])).tobytes()
+        keys.setdefault(fam, set()).add((design, seed, level, hash(bits)))
+    out, seen = {}, {}
+    for fam in sorted(keys):
+        k = frozenset(keys[fam])
+        if k in seen:
+            out[fam] = seen[k]
+        else:
+            seen[k] = fam
+    return out
+
+
 def heatmap(ov: pd.DataFrame) -> alt.FacetChart:
     """Mean Jaccard, method x method, one panel per level; the diagonal is seed-to-seed overlap."""
     d = ov.assign(text=[f"{j:.2f}" for j in ov["jaccard"]],
@@ -108,7 +127,7 @@ def layer_chart(ld: pd.DataFrame) -> alt.FacetChart:
     order = [lab for _, lab in sorted(set(zip(d["index"], d["layer_label"], strict=True)))]
     return alt.Chart(d).mark_line(point=True).encode(
         x=alt.X("layer_label:N", sort=order, title="layer (input to output)"),
-        y=alt.Y("kept:Q", title="fraction of the layer kept", scale=alt.Scale(type="log")),
+        y=alt.Y("kept:Q", title="fraction of the layer kept", scale=alt.Scale(type="log", nice=False)),
         color=alt.Color("family:N", title="method"),
         tooltip=["family", "level", "layer", "weights", alt.Tooltip("kept:Q", format=".4f")],
     ).properties(width=230, height=200).facet(facet=alt.Facet("level:O", title="pruning level"), columns=3)

@@ -89,3 +89,13 @@ def test_the_report_adds_ticket_and_instability_sections_only_with_their_data(ma
     for png in ("mask_overlap", "layer_density", "instability"):
         assert (tmp_path / "full" / f"{png}.png").read_bytes()[:4] == b"\x89PNG"
     assert "<script" not in (tmp_path / "full" / "report.html").read_text()
+
+
+def test_a_method_with_another_methods_masks_is_drawn_once(make_row):
+    masks, rows = _masks_and_rows(make_row)
+    masks[("re0", 1)], masks[("re1", 1)] = masks[("imp0", 1)], masks[("imp1", 1)]
+    extra = rows[rows["method"] == "imp"].copy()
+    extra["method"], extra["run_id"] = "reinit", extra["run_id"].str.replace("imp", "re")
+    assert tickets.same_masks(pd.concat([rows, extra]), masks) == {"reinit": "imp"}
+    masks[("re1", 1)] = masks[("rnd1", 1)]  # one seed differs: no longer the same masks
+    assert tickets.same_masks(pd.concat([rows, extra]), masks) == {}
