@@ -272,14 +272,15 @@ class InstabilityConfig:
     with another data order, and the test error is measured along the straight line between the two."""
 
     enabled: bool = False  # doubles each level's training, so off unless asked for
-    points: int = 11  # interpolation points, ends included (the paper uses 30; 11 resolves a barrier)
+    points: int = 11  # interpolation points, ends included (Frankle et al. use 30)
     bn_batches: int = 20  # training batches that re-estimate BN statistics at each point
     test_size: int = 0  # test images the path's error is measured on (0 = all)
 
     def __post_init__(self) -> None:
         _check(isinstance(self.enabled, bool), "instability.enabled", self.enabled, "true or false")
-        _check(isinstance(self.points, int) and 3 <= self.points <= 101, "instability.points", self.points,
-               "an integer in [3, 101] (ends included)")
+        # fewer than 11 points can step over a barrier's peak (Frankle et al. use 30)
+        _check(isinstance(self.points, int) and 11 <= self.points <= 101, "instability.points", self.points,
+               "an integer in [11, 101] (ends included)")
         _check(isinstance(self.bn_batches, int) and 1 <= self.bn_batches <= 1000, "instability.bn_batches",
                self.bn_batches, "an integer in [1, 1000]")
         _check(isinstance(self.test_size, int) and self.test_size >= 0, "instability.test_size", self.test_size,

@@ -41,9 +41,9 @@ def test_bn_statistics_are_re_estimated_as_the_plain_average_over_the_batches():
 def test_two_identical_ends_have_no_barrier_and_the_model_keeps_the_first(digits):
     model = build("convnet", 10, 0)
     a = {k: v.clone() for k, v in model.state_dict().items()}
-    cfg = InstabilityConfig(enabled=True, points=5, bn_batches=2, test_size=100)
+    cfg = InstabilityConfig(enabled=True, points=11, bn_batches=2, test_size=100)
     errors = error_path(model, a, a, digits, cfg, batch_size=32, seed=0)
-    assert len(errors) == 5 and max(errors) - min(errors) < 1e-12 and barrier(errors) == pytest.approx(0.0)
+    assert len(errors) == 11 and max(errors) - min(errors) < 1e-12 and barrier(errors) == pytest.approx(0.0)
     assert all(torch.equal(model.state_dict()[k], a[k]) for k in a)
 
 
@@ -54,3 +54,13 @@ def test_the_path_between_two_different_networks_is_measured_at_every_point(digi
     cfg = dataclasses.replace(InstabilityConfig(), points=11, bn_batches=2)
     errors = error_path(model, a, b, digits, cfg, batch_size=32, seed=0)
     assert len(errors) == 11 and all(0 <= e <= 1 for e in errors)
+
+
+@pytest.mark.parametrize("kw, words", [({"points": 5}, "[11, 101]"), ({"bn_batches": 0}, "[1, 1000]"),
+                                       ({"test_size": -1}, ">= 0"), ({"enabled": "yes"}, "true or false")])
+def test_bad_instability_settings_are_refused_with_what_is_allowed(kw, words):
+    from lthray.config import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        InstabilityConfig(**kw)
+    assert words in str(e.value) and "instability." in str(e.value)

@@ -34,6 +34,9 @@ from sweeps import imp_vs_guided as cli
         (["--choice", "prune.rate=0.5,1.5"], ["prune.rate", "1.5", "(0, 1)"]),
         (["--choice", "prune.method=imp,voodoo"], ["voodoo", "cam_guided", "stability"]),
         (["--config", "/nonexistent/sweep.yaml"], ["/nonexistent/sweep.yaml", "JSON or YAML"]),
+        (["--choice", "prune.method=imp,synflow", "--set", "prune.rewind=lr"], ["prune.rewind='lr'", "'weight' with"]),
+        (["--set", "instability.points=5"], ["instability.points=5", "[11, 101]"]),
+        (["--set", "prune.pai_iterations=0"], ["prune.pai_iterations=0", "[1, 1000]"]),
     ],
 )
 def test_bad_input_is_refused_with_one_line_and_exit_2(tmp_path, capsys, flags, words):
