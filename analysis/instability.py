@@ -89,7 +89,7 @@ def sentences(s: pd.DataFrame) -> list[str]:
             h = g[g["rewind_spec"] == spec].sort_values("level")
             ok = h["barrier"] < STABLE
             worst = h.loc[h["barrier"].idxmax()]
-            out.append(f"{fam}, rewind to {spec}: barrier below {STABLE:.0%} at {int(ok.sum())} of {len(h)} levels; "
+            out.append(f"{fam}, rewind to {spec}: mean barrier below {STABLE:.0%} at {int(ok.sum())} of {len(h)} levels; "
                        f"largest {worst['barrier']:.3f} at {stats.pct(worst['density'])} density"
                        + (f" (95% CI {worst['lo']:.3f} to {worst['hi']:.3f})" if np.isfinite(worst["lo"]) else "")
                        + ".")
@@ -98,3 +98,18 @@ def sentences(s: pd.DataFrame) -> list[str]:
         out.append(f"{fam}: the earliest rewind point stable at every level is {stable_at[0]}." if stable_at else
                    f"{fam}: no rewind point tried is stable at every level.")
     return out
+
+
+def summary_of(level_summary: pd.DataFrame) -> str:
+    """The headline sentence from the report's level summary ('' when no row has a barrier)."""
+    d = level_summary.dropna(subset=["instability_barrier"])
+    parts = []
+    for fam, g in d.groupby("family"):
+        stable = [spec for spec in _spec_order(g) if (g.loc[g["rewind_spec"] == spec, "instability_barrier"] < STABLE).all()]
+        worst = g.loc[g["instability_barrier"].idxmax()]
+        parts.append(f"{fam}: the mean error barrier stays below {STABLE:.0%} at every level for rewind points "
+                     f"{', '.join(stable)}" if stable else f"{fam}: no rewind point tried keeps the mean error "
+                     f"barrier below {STABLE:.0%} at every level")
+        parts[-1] += (f" (largest {worst['instability_barrier']:.3f}, rewind {worst['rewind_spec']} at "
+                      f"{stats.pct(worst['density'])} density)")
+    return ("Instability analysis: " + "; ".join(parts) + ".") if parts else ""

@@ -31,9 +31,14 @@ from lthray import mask_files
 FAMILY_COLOR = alt.Color("family:N", title="method")
 
 
-def _design_labels(summary: pd.DataFrame) -> dict[str, str]:
-    """Short names for designs (every key that must match for a comparison), described in the text."""
-    return {d: f"design {i + 1}" for i, d in enumerate(sorted(summary["design"].unique()))}
+def by_series(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary with `family` made unique per design for drawing ('imp [prune.rewind_step=25it]'), so a
+    line never joins points of two designs."""
+    names = stats.design_names(summary)
+    if len(names) <= 1:
+        return summary
+    return summary.assign(family=[f"{f} [{names[d]}]" for f, d in zip(summary["family"], summary["design"],
+                                                                      strict=True)])
 
 
 RANGES = {"test_acc": (0, 1), "pcbm_acc": (0, 1), "cam_iou": (0, 1), "concept_topk_overlap": (0, 1),
@@ -181,13 +186,15 @@ def _design_text(rows: pd.DataFrame) -> list[str]:
     n_trials, seeds = rows["run_id"].nunique(), sorted(int(s) for s in rows["seed"].unique())
     methods = sorted(stats.with_design(rows)["family"].unique())
     return [
-        f"{n_trials} trials: {len(methods)} methods ({', '.join(methods)}) x seeds {seeds}, paired by seed and level.",
+        f"{n_trials} trials: {len(methods)} method{'s' if len(methods) > 1 else ''} ({', '.join(methods)}) x seeds {seeds}, paired by seed and level.",
         f"Data: {c.data.dataset}" + (f" (a fixed subset of {c.data.train_size} training images)"
                                      if c.data.train_size else " (all training images)")
         + f"; model {c.model.name}; {c.train.epochs} epochs per level at peak lr {c.train.lr}"
         + ("" if c.data.augment else ", no augmentation") + ".",
         f"Pruning: {c.prune.levels} levels removing {c.prune.rate_per_level:.0%} of the remaining weights each "
-        f"({c.prune.scope} ranking); rewind: {c.prune.rewind} to {c.prune.rewind_step}.",
+        f"({c.prune.scope} ranking); rewind: {', '.join(sorted(rows['rewind'].unique()))} to "
+        + ", ".join(spec for _, spec in sorted(set(zip(rows["rewind_step"], rows["rewind_spec"], strict=True))))
+        + ".",
         f"Explanations: Grad-CAM on {c.data.probe_size} fixed test images vs the dense model's maps; "
         f"faithfulness = {c.explain.faithfulness}; concept bank: {', '.join(sorted(rows['concept_bank'].unique()))}.",
         "Intervals: 95% t intervals over seeds; a difference whose interval spans 0 is reported as "
@@ -210,8 +217,8 @@ def build(rows: pd.DataFrame, out: Path, masks: tickets.Masks | None = None) -> 
     r.heading("Design")
     r.bullets(_design_text(rows))
     if summary["design"].nunique() > 1:
-        r.para("Several designs (e.g. rewind points) are present; comparisons stay within one design: "
-               + "; ".join(f"{v}: {k}" for k, v in _design_labels(summary).items()))
+        r.para("Several designs are present; each is drawn as its own line and comparisons stay within one "
+               "design. They differ in: " + "; ".join(sorted(stats.design_names(summary).values())) + ".")
     diverged = rows.loc[rows["status"] != "ok", "run_id"].nunique()
     if diverged:
         r.para(f"{diverged} trials diverged at some level; their diverged levels are left out of every mean.")
@@ -220,21 +227,23 @@ def build(rows: pd.DataFrame, out: Path, masks: tickets.Masks | None = None) -> 
     r.bullets(findings(summary, diffs))
 
     r.heading("(a) The lottery-ticket curve")
-    k = stats.knee(summary)
+    knees = [(lab, stats.knee(summary, design=d)) for lab, d in imp_designs(summary)]
     r.para("Test accuracy vs density, mean and 95% CI over seeds; the grey band is the dense model's CI. "
-           + (f"IMP stays within 1 point of dense down to {stats.pct(k['density'])} density (level {k['level']})."
-              if k is not None else "IMP falls more than 1 point below dense at its first pruned level."))
-    r.chart(curve(summary, "test_acc", "test accuracy", dense_band=True), "lth_curve", "accuracy vs density")
+           + " ".join(f"{lab}IMP stays within 1 point of dense down to {stats.pct(k['density'])} density (level "
+                      f"{k['level']})." if k is not None else
+                      f"{lab}IMP falls more than 1 point below dense at its first pruned level." for lab, k in knees))
+    shown = by_series(summary)
+    r.chart(curve(shown, "test_acc", "test accuracy", dense_band=True), "lth_curve", "accuracy vs density")
     r.heading("(b) Grad-CAM fidelity and faithfulness")
-    r.chart(alt.hconcat(curve(summary, "cam_spearman", "Grad-CAM Spearman to dense"),
-                        curve(summary, "cam_iou", "Grad-CAM top-k IoU to dense"),
-                        curve(summary, "cam_faithfulness", "Grad-CAM faithfulness (own maps)")),
+    r.chart(alt.hconcat(curve(shown, "cam_spearman", "Grad-CAM Spearman to dense"),
+                        curve(shown, "cam_iou", "Grad-CAM top-k IoU to dense"),
+                        curve(shown, "cam_faithfulness", "Grad-CAM faithfulness (own maps)")),
             "cam_curves", "Grad-CAM fidelity vs density")
     r.heading("(c) Concept fidelity")
     if summary["concept_topk_overlap"].notna().any():
-        r.chart(alt.hconcat(curve(summary, "concept_topk_overlap", "concept top-k overlap with dense"),
-                            curve(summary, "concept_weight_spearman", "concept weight Spearman to dense"),
-                            curve(summary, "pcbm_acc", "PCBM accuracy", dense_band=True)),
+        r.chart(alt.hconcat(curve(shown, "concept_topk_overlap", "concept top-k overlap with dense"),
+                            curve(shown, "concept_weight_spearman", "concept weight Spearman to dense"),
+                            curve(shown, "pcbm_acc", "PCBM accuracy", dense_band=True)),
                 "concept_curves", "concept fidelity vs density")
         dense_concepts(r, rows)
     else:
@@ -318,15 +327,29 @@ def dense_concepts(r: Report, rows: pd.DataFrame) -> None:
         r.table(pd.DataFrame([e.split(": ", 1) for e in first["top_concepts"]], columns=["class", "top concepts"]))
 
 
+def imp_designs(summary: pd.DataFrame) -> list[tuple[str, str]]:
+    """(label prefix, design) of every design with IMP rows; the prefix names what sets the design apart
+    and is empty when there is one design."""
+    imp = summary[summary["family"] == "imp"].drop_duplicates("design").sort_values(["rewind_step", "design"])
+    if len(imp) <= 1:
+        return [("", d) for d in imp["design"]]
+    names = stats.design_names(summary)
+    return [(f"{names[d]}: ", d) for d in imp["design"]]
+
+
 def findings(summary: pd.DataFrame, diffs: pd.DataFrame) -> list[str]:
     """The headline sentences, each computed from the tables below it."""
     out = []
-    k = stats.knee(summary)
-    if k is not None:
-        out.append(f"IMP keeps dense accuracy (within 1 point) down to {stats.pct(k['density'])} density; "
-                   f"its Grad-CAM Spearman to dense is then {k['cam_spearman']:.2f}: explanations drift "
-                   "before accuracy does." if k["cam_spearman"] < 0.95 else
-                   f"IMP keeps dense accuracy (within 1 point) down to {stats.pct(k['density'])} density.")
+    for lab, design in imp_designs(summary):
+        k = stats.knee(summary, design=design)
+        if k is not None:
+            out.append(f"{lab}IMP keeps dense accuracy (within 1 point) down to {stats.pct(k['density'])} density; "
+                       f"its Grad-CAM Spearman to dense is then {k['cam_spearman']:.2f}: explanations drift "
+                       "before accuracy does." if k["cam_spearman"] < 0.95 else
+                       f"{lab}IMP keeps dense accuracy (within 1 point) down to {stats.pct(k['density'])} density.")
+    inst = instability.summary_of(summary)
+    if inst:
+        out.append(inst)
     if diffs.empty:
         return out
     for fam, g in diffs.groupby("family"):

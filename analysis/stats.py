@@ -60,6 +60,17 @@ def with_design(rows: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def design_names(summary: pd.DataFrame) -> dict[str, str]:
+    """Each design named by the config keys in which the designs differ ('prune.rewind_step=25it'); ''
+    when there is one design."""
+    designs = sorted(summary["design"].unique())
+    if len(designs) <= 1:
+        return {d: "" for d in designs}
+    flats = [json.loads(d) for d in designs]
+    keys = sorted(k for k in set().union(*flats) if len({json.dumps(f.get(k)) for f in flats}) > 1)
+    return {d: ", ".join(f"{k}={f.get(k)}" for k in keys) for d, f in zip(designs, flats, strict=True)}
+
+
 def label(method: str, g: float, lam: float) -> str:
     """'cam_guided (g=0.5)', 'imp + fid 0.5', 'imp'."""
     s = method + (f" (g={g:g})" if g > 0 else "")
@@ -76,7 +87,7 @@ def level_summary(rows: pd.DataFrame) -> pd.DataFrame:
         rec = {"design": design, "family": family, "method": g["method"].iloc[0], "level": int(level),
                "density": float(g["density"].mean()), "seeds": int(ok["seed"].nunique()),
                "diverged": int((g["status"] != "ok").sum()), "rewind": g["rewind"].iloc[0],
-               "rewind_spec": g["rewind_spec"].iloc[0]}
+               "rewind_spec": g["rewind_spec"].iloc[0], "rewind_step": int(g["rewind_step"].iloc[0])}
         for m in METRICS:
             rec[m], rec[f"{m}_lo"], rec[f"{m}_hi"], _ = mean_ci(ok[m])
         out.append(rec)
@@ -146,9 +157,15 @@ def tally(diffs: pd.DataFrame, metric: str) -> dict[str, int]:
     return out
 
 
-def knee(summary: pd.DataFrame, family: str = "imp", tolerance: float = 0.01) -> pd.Series | None:
-    """IMP's sparsest level whose mean accuracy is within `tolerance` of dense (None if no pruned level is)."""
-    s = summary[summary["family"] == family].sort_values("level")
+def knee(summary: pd.DataFrame, family: str = "imp", tolerance: float = 0.01,
+         design: str | None = None) -> pd.Series | None:
+    """IMP's sparsest level whose mean accuracy is within `tolerance` of dense (None if no pruned level is),
+    within one design (default: the design with the most IMP levels, so designs are never mixed)."""
+    s = summary[summary["family"] == family]
+    if s.empty:
+        return None
+    design = design if design is not None else s["design"].value_counts().sort_index().idxmax()
+    s = s[s["design"] == design].sort_values("level")
     if s.empty:
         return None
     dense = s.iloc[0]["test_acc"]

@@ -38,19 +38,24 @@ def _flat(mask: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def _keyed(rows: pd.DataFrame, masks: Masks) -> pd.DataFrame:
-    """Pruned, healthy rows that have a mask file, with their design and family labels."""
+    """Pruned, healthy rows that have a mask file, with their design, family and `series` labels (the
+    family, plus what sets its design apart when the rows hold several designs)."""
     d = stats.with_design(rows[(rows["status"] == "ok") & (rows["level"] > 0)])
-    return d[[(r, lvl) in masks for r, lvl in zip(d["run_id"], d["level"], strict=True)]]
+    d = d[[(r, lvl) in masks for r, lvl in zip(d["run_id"], d["level"], strict=True)]]
+    names = stats.design_names(d)
+    return d.assign(series=[f"{f} [{names[g]}]" if names[g] else f for f, g in zip(d["family"], d["design"],
+                                                                                      strict=True)])
 
 
 def overlap(rows: pd.DataFrame, masks: Masks) -> pd.DataFrame:
-    """Per (design, level, family a, family b): mean Jaccard and its 95% CI. a == b: over pairs of seeds
-    of one family (`pairs` = seed pairs); a != b: over seeds, the two families' masks of the same seed."""
+    """Per (level, series a, series b) at matched density: mean Jaccard and its 95% CI. a == b: over pairs
+    of seeds of one series (`pairs` = seed pairs); a != b: over seeds, the two series' masks of the same
+    seed. Series whose densities at a level differ (another pruning rate) are never compared."""
     d = _keyed(rows, masks)
     out = []
-    for (design, level), g in d.groupby(["design", "level"]):
-        flat = {(f, s): _flat(masks[(r, level)]) for f, s, r in zip(g["family"], g["seed"], g["run_id"], strict=True)}
-        fams = sorted(g["family"].unique())
+    for (level, _), g in d.groupby(["level", d["density"].round(4)]):
+        flat = {(f, s): _flat(masks[(r, level)]) for f, s, r in zip(g["series"], g["seed"], g["run_id"], strict=True)}
+        fams = sorted(g["series"].unique())
         density = float(g["density"].mean())
         for a, b in itertools.combinations_with_replacement(fams, 2):
             seeds_a = sorted(s for f, s in flat if f == a)
@@ -63,17 +68,17 @@ def overlap(rows: pd.DataFrame, masks: Masks) -> pd.DataFrame:
                 continue
             m, lo, hi, n = stats.mean_ci(vals)
             for x, y in {(a, b), (b, a)}:
-                out.append({"design": design, "level": int(level), "density": density, "a": x, "b": y,
-                            "same_method": a == b, "jaccard": m, "lo": lo, "hi": hi, "pairs": n,
-                            "chance": chance(density)})
+                out.append({"level": int(level), "density": density, "a": x, "b": y, "same_method": a == b,
+                            "jaccard": m, "lo": lo, "hi": hi, "pairs": n, "chance": chance(density)})
     return pd.DataFrame(out)
 
 
 def layer_density(rows: pd.DataFrame, masks: Masks) -> pd.DataFrame:
-    """Per (design, family, level, layer): the fraction of the layer's weights kept, mean over seeds."""
+    """Per (series, level, layer): the fraction of the layer's weights kept, mean over seeds (`family`
+    holds the series label)."""
     d = _keyed(rows, masks)
     recs = []
-    for fam, level, run, design in zip(d["family"], d["level"], d["run_id"], d["design"], strict=True):
+    for fam, level, run, design in zip(d["series"], d["level"], d["run_id"], d["design"], strict=True):
         for i, (name, m) in enumerate(masks[(run, level)].items()):
             recs.append({"design": design, "family": fam, "level": int(level), "index": i, "layer": name,
                          "weights": int(m.size), "kept": float(m.mean())})
@@ -88,7 +93,7 @@ def same_masks(rows: pd.DataFrame, masks: Masks) -> dict[str, str]:
     trains IMP's masks from a fresh initialisation): drawn once, so one line does not hide the other."""
     d = _keyed(rows, masks)
     keys: dict[str, set] = {}
-    for fam, design, seed, level, run in zip(d["family"], d["design"], d["seed"], d["level"], d["run_id"],
+    for fam, design, seed, level, run in zip(d["series"], d["design"], d["seed"], d["level"], d["run_id"],
                                              strict=True):
         bits = np.packbits(_flat(masks[(run, level)])).tobytes()
         keys.setdefault(fam, set()).add((design, seed, level, hash(bits)))
@@ -148,6 +153,6 @@ def sentences(ov: pd.DataFrame) -> list[str]:
     cross = last[~last["same_method"] & (last["a"] < last["b"])]
     if not cross.empty:
         top = cross.sort_values("jaccard").iloc[-1]
-        out.append(f"The most similar pair of different methods there: {top['a']} and {top['b']}, Jaccard "
+        out.append(f"The most similar pair of different methods (or designs) there: {top['a']} and {top['b']}, Jaccard "
                    f"{top['jaccard']:.2f} at the same seed.")
     return out

@@ -68,8 +68,13 @@ def test_instability_summary_and_sentences(make_row):
     one = s[(s["rewind_spec"] == "0it") & (s["level"] == 1)].iloc[0]
     assert one["barrier"] == pytest.approx(0.1) and one["seeds"] == 3 and one["lo"] < 0.1 < one["hi"]
     words = " ".join(instability.sentences(s))
-    assert "rewind to 0it: barrier below 2% at 0 of 2 levels" in words
+    assert "rewind to 0it: mean barrier below 2% at 0 of 2 levels" in words
     assert "the earliest rewind point stable at every level is 50it" in words
+    from analysis import stats
+
+    head = instability.summary_of(stats.level_summary(pd.DataFrame(rows)))
+    assert head.startswith("Instability analysis: imp: the mean error barrier stays below 2% at every level for "
+                           "rewind points 50it (largest 0.100, rewind 0it at 100% density)")
     p = instability.paths(pd.DataFrame(rows))
     assert sorted(p["alpha"].unique()) == [0.0, 0.5, 1.0]
 
@@ -99,3 +104,22 @@ def test_a_method_with_another_methods_masks_is_drawn_once(make_row):
     assert tickets.same_masks(pd.concat([rows, extra]), masks) == {"reinit": "imp"}
     masks[("re1", 1)] = masks[("rnd1", 1)]  # one seed differs: no longer the same masks
     assert tickets.same_masks(pd.concat([rows, extra]), masks) == {}
+
+
+def test_designs_are_compared_at_matched_density_and_never_merged(make_row):
+    masks, rows = _masks_and_rows(make_row)
+    imp = rows[rows["method"] == "imp"]
+    k = imp.assign(run_id=imp["run_id"] + "k", config_json=[c[:-1] + ', "prune.rewind_step": "5it"}'
+                                                           for c in imp["config_json"]])
+    other_rate = imp.assign(run_id=imp["run_id"] + "r", density=imp["density"] * 0.8,
+                            config_json=[c[:-1] + ', "prune.rate": 0.6}' for c in imp["config_json"]])
+    for rid in ("imp0", "imp1"):
+        masks[(rid + "k", 1)] = masks[(rid + "r", 1)] = masks[(rid, 1)]
+    ov = tickets.overlap(pd.concat([imp, k, other_rate]), masks)
+    names = set(ov["a"])
+    k_name = next(n for n in names if "prune.rewind_step=5it" in n)
+    rate_name = next(n for n in names if "prune.rate=0.6" in n)
+    (base,) = names - {k_name, rate_name}
+    pair = ov[(ov["a"] == k_name) & (ov["b"] == base)]
+    assert pair["jaccard"].tolist() == [1.0]  # the same masks under two rewind points: compared, equal
+    assert set(ov.loc[ov["a"] == rate_name, "b"]) == {rate_name}  # another density: compared with itself only
