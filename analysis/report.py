@@ -290,11 +290,11 @@ def ticket_section(r: Report, rows: pd.DataFrame, masks: tickets.Masks, out: Pat
            "(mean over seed pairs); off-diagonal: between two methods' masks of the same seed (mean over "
            "seeds). Two independent random masks of density d overlap by d/(2-d): the chance level in each "
            "panel's title.")
-    r.bullets(tickets.sentences(ov))
+    same = tickets.same_masks(rows, masks)
+    r.bullets(tickets.sentences(ov, same))
     r.chart(tickets.heatmap(ov), "mask_overlap", "mask overlap heatmaps")
     ld = tickets.layer_density(rows, masks)
     ld.to_csv(out / "layer_density.csv", index=False, float_format="%.5g")
-    same = tickets.same_masks(rows, masks)
     r.para("Fraction of each layer's weights kept, per method (mean over seeds), input layer on the left."
            + "".join(f" {a} has exactly {b}'s masks and is drawn as {b}." for a, b in sorted(same.items())))
     r.chart(tickets.layer_chart(ld[~ld["family"].isin(same)]), "layer_density", "per-layer density per method")

@@ -138,9 +138,9 @@ def layer_chart(ld: pd.DataFrame) -> alt.FacetChart:
     ).properties(width=230, height=200).facet(facet=alt.Facet("level:O", title="pruning level"), columns=3)
 
 
-def sentences(ov: pd.DataFrame) -> list[str]:
+def sentences(ov: pd.DataFrame, same: dict[str, str] | None = None) -> list[str]:
     """Seed-to-seed overlap of each method at its sparsest level, against chance, and the closest pair of
-    different methods there."""
+    different methods there (leaving out pairs that share their masks by construction: `same`)."""
     if ov.empty:
         return []
     out = []
@@ -150,7 +150,8 @@ def sentences(ov: pd.DataFrame) -> list[str]:
         out.append(f"At level {r['level']} ({stats.pct(r['density'])} kept), two seeds of {r['a']} share "
                    f"Jaccard {r['jaccard']:.2f}{ci} of their weights ({r['pairs']} seed pairs; chance "
                    f"{r['chance']:.2f}).")
-    cross = last[~last["same_method"] & (last["a"] < last["b"])]
+    twins = set(same or {})  # a method with another's masks adds no pair of its own
+    cross = last[~last["same_method"] & (last["a"] < last["b"]) & ~last["a"].isin(twins) & ~last["b"].isin(twins)]
     if not cross.empty:
         top = cross.sort_values("jaccard").iloc[-1]
         out.append(f"The most similar pair of different methods (or designs) there: {top['a']} and {top['b']}, Jaccard "
