@@ -45,14 +45,15 @@ RANGES = {"test_acc": (0, 1), "pcbm_acc": (0, 1), "cam_iou": (0, 1), "concept_to
           "cam_spearman": (-1, 1), "concept_weight_spearman": (-1, 1)}
 
 
-def curve(summary: pd.DataFrame, metric: str, title: str, dense_band: bool = False) -> alt.Chart:
+def curve(summary: pd.DataFrame, metric: str, title: str, dense_band: bool = False,
+          color: alt.Color = FAMILY_COLOR) -> alt.Chart:
     """Mean of `metric` vs density per method, 95% CI as a band; optionally the dense model's CI band.
     With few seeds a t interval can reach past what the metric can be: it is drawn clipped to that range."""
     cols = ["family", "density", "level", "seeds", metric, f"{metric}_lo", f"{metric}_hi"]
     d = summary[cols].dropna(subset=[metric]).copy()
     if metric in RANGES:
         d[[f"{metric}_lo", f"{metric}_hi"]] = d[[f"{metric}_lo", f"{metric}_hi"]].clip(*RANGES[metric])
-    base = alt.Chart(d).encode(x=density_x(d["density"]), color=FAMILY_COLOR)
+    base = alt.Chart(d).encode(x=density_x(d["density"]), color=color)
     band = base.mark_area(opacity=0.15).encode(y=f"{metric}_lo:Q", y2=f"{metric}_hi:Q")
     line = base.mark_line(point=True).encode(
         y=alt.Y(f"{metric}:Q", title=title, scale=alt.Scale(zero=False)),
@@ -68,7 +69,8 @@ def curve(summary: pd.DataFrame, metric: str, title: str, dense_band: bool = Fal
     return alt.layer(*layers).properties(width=300, height=220, title=title)
 
 
-def diff_chart(diffs: pd.DataFrame, metric: str, title: str, scale: float = 1.0) -> alt.Chart:
+def diff_chart(diffs: pd.DataFrame, metric: str, title: str, scale: float = 1.0,
+               color: alt.Color = FAMILY_COLOR) -> alt.Chart:
     """Paired difference (method - IMP) vs density with 95% CI bars, and the zero line."""
     d = diffs[["family", "density", "level", "pairs", f"d_{metric}", f"d_{metric}_lo", f"d_{metric}_hi"]].copy()
     for c in (f"d_{metric}", f"d_{metric}_lo", f"d_{metric}_hi"):
@@ -76,7 +78,7 @@ def diff_chart(diffs: pd.DataFrame, metric: str, title: str, scale: float = 1.0)
     # methods side by side at each level: a small multiplicative offset on the log axis
     fams = sorted(d["family"].unique())
     d["x"] = d["density"] * d["family"].map({f: 1.08 ** (i - (len(fams) - 1) / 2) for i, f in enumerate(fams)})
-    base = alt.Chart(d).encode(x=density_x(d["density"], "x"), color=FAMILY_COLOR)
+    base = alt.Chart(d).encode(x=density_x(d["density"], "x"), color=color)
     bars = base.mark_errorbar(ticks=True).encode(y=alt.Y(f"d_{metric}_lo:Q", title=title), y2=f"d_{metric}_hi:Q")
     pts = base.mark_point(filled=True, size=50).encode(
         y=f"d_{metric}:Q", tooltip=["family", "level", "pairs", alt.Tooltip(f"d_{metric}:Q", format=".3f"),
@@ -94,7 +96,7 @@ def band_of(density: pd.Series, level: pd.Series) -> pd.Series:
     return lab.where(level > 0, "dense")
 
 
-def pareto_bands(rows: pd.DataFrame, fid: str = "cam_spearman") -> alt.FacetChart:
+def pareto_bands(rows: pd.DataFrame, fid: str = "cam_spearman", color: alt.Color = FAMILY_COLOR) -> alt.FacetChart:
     """Accuracy vs Grad-CAM fidelity per density band (facets): fronts never mix densities."""
     ok = stats.with_design(rows[(rows["status"] == "ok") & (rows["level"] > 0)])
     ok = ok.assign(band=band_of(ok["density"], ok["level"]))
@@ -108,7 +110,7 @@ def pareto_bands(rows: pd.DataFrame, fid: str = "cam_spearman") -> alt.FacetChar
     base = alt.Chart(d).encode(x=alt.X(f"{fid}:Q", title=stats.METRICS[fid], scale=alt.Scale(zero=False)),
                                y=alt.Y("test_acc:Q", title="test accuracy", scale=alt.Scale(zero=False)))
     pts = base.mark_point(filled=True, size=45, opacity=0.8).encode(
-        color=FAMILY_COLOR, tooltip=["family", "seed", "level", alt.Tooltip("density:Q", format=".4f"),
+        color=color, tooltip=["family", "seed", "level", alt.Tooltip("density:Q", format=".4f"),
                                      alt.Tooltip("test_acc:Q", format=".4f"), alt.Tooltip(f"{fid}:Q", format=".3f")])
     rings = base.mark_point(size=200, color="black").transform_filter("datum.on_front")
     line = base.mark_line(color="black", strokeWidth=1, interpolate="step-after").transform_filter(
@@ -233,17 +235,20 @@ def build(rows: pd.DataFrame, out: Path, masks: tickets.Masks | None = None) -> 
                       f"{k['level']})." if k is not None else
                       f"{lab}IMP falls more than 1 point below dense at its first pruned level." for lab, k in knees))
     shown = by_series(summary)
-    r.chart(curve(shown, "test_acc", "test accuracy", dense_band=True), "lth_curve", "accuracy vs density")
+    # one colour per method in every chart of the report, whichever methods a chart happens to show
+    color = alt.Color("family:N", title="method", scale=alt.Scale(
+        domain=sorted(set(shown["family"]) | set(stats.with_design(rows)["family"]))))
+    r.chart(curve(shown, "test_acc", "test accuracy", dense_band=True, color=color), "lth_curve", "accuracy vs density")
     r.heading("(b) Grad-CAM fidelity and faithfulness")
-    r.chart(alt.hconcat(curve(shown, "cam_spearman", "Grad-CAM Spearman to dense"),
-                        curve(shown, "cam_iou", "Grad-CAM top-k IoU to dense"),
-                        curve(shown, "cam_faithfulness", "Grad-CAM faithfulness (own maps)")),
+    r.chart(alt.hconcat(curve(shown, "cam_spearman", "Grad-CAM Spearman to dense", color=color),
+                        curve(shown, "cam_iou", "Grad-CAM top-k IoU to dense", color=color),
+                        curve(shown, "cam_faithfulness", "Grad-CAM faithfulness (own maps)", color=color)),
             "cam_curves", "Grad-CAM fidelity vs density")
     r.heading("(c) Concept fidelity")
     if summary["concept_topk_overlap"].notna().any():
-        r.chart(alt.hconcat(curve(shown, "concept_topk_overlap", "concept top-k overlap with dense"),
-                            curve(shown, "concept_weight_spearman", "concept weight Spearman to dense"),
-                            curve(shown, "pcbm_acc", "PCBM accuracy", dense_band=True)),
+        r.chart(alt.hconcat(curve(shown, "concept_topk_overlap", "concept top-k overlap with dense", color=color),
+                            curve(shown, "concept_weight_spearman", "concept weight Spearman to dense", color=color),
+                            curve(shown, "pcbm_acc", "PCBM accuracy", dense_band=True, color=color)),
                 "concept_curves", "concept fidelity vs density")
         dense_concepts(r, rows)
     else:
@@ -252,13 +257,13 @@ def build(rows: pd.DataFrame, out: Path, masks: tickets.Masks | None = None) -> 
     if diffs.empty:
         r.para("No IMP trial shares a design and seed with another method: no paired comparison is possible.")
     else:
-        r.chart(alt.hconcat(diff_chart(diffs, "test_acc", "Δ accuracy vs IMP (points)", 100.0),
-                            diff_chart(diffs, "cam_spearman", "Δ Grad-CAM Spearman vs IMP"),
-                            diff_chart(diffs, "concept_topk_overlap", "Δ concept overlap vs IMP")),
+        r.chart(alt.hconcat(diff_chart(diffs, "test_acc", "Δ accuracy vs IMP (points)", 100.0, color=color),
+                            diff_chart(diffs, "cam_spearman", "Δ Grad-CAM Spearman vs IMP", color=color),
+                            diff_chart(diffs, "concept_topk_overlap", "Δ concept overlap vs IMP", color=color)),
                 "paired_differences", "paired differences against IMP")
         r.bullets([stats.sentence(rec) for _, rec in diffs.sort_values(["family", "level"]).iterrows()])
     r.heading("(e) Pareto fronts of accuracy vs Grad-CAM fidelity, per density band")
-    r.chart(pareto_bands(rows), "pareto_bands", "Pareto fronts per density band")
+    r.chart(pareto_bands(rows, color=color), "pareto_bands", "Pareto fronts per density band")
     r.heading("(f) Grad-CAM gallery and concept shift")
     g = gallery(rows, out)
     if g is not None:
