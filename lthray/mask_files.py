@@ -1,5 +1,5 @@
 """Each level's mask as a small bit-packed Parquet side file, so analysis reads tickets without the
-trials' checkpoints: RESULTS/masks/RUN_ID__LNNN.parquet, one row per prunable layer, published exactly
+trials' checkpoints: RESULTS/_masks/RUN_ID__LNNN.parquet, one row per prunable layer, published exactly
 once like the result rows (`results.publish_table`).
 
 A 1-bit-per-weight `np.packbits` column keeps a level of the 60k-weight convnet at ~8 kB (ResNet-20's
@@ -18,7 +18,7 @@ from lthray import storage
 from lthray.masks import Mask
 from lthray.results import ResultsError, publish_table, row_name
 
-FOLDER = "masks"
+FOLDER = "_masks"  # "_": pyarrow.dataset and pandas.read_parquet skip it when reading the rows
 SCHEMA = pa.schema([
     pa.field("run_id", pa.string(), nullable=False),
     pa.field("level", pa.int64(), nullable=False),
@@ -58,7 +58,7 @@ def unpack(row: dict) -> np.ndarray:
 
 
 def read(results_dir: str | Path) -> dict[tuple[str, int], dict[str, np.ndarray]]:
-    """(run_id, level) -> {layer: bool array} for every mask file under RESULTS/masks (none: {})."""
+    """(run_id, level) -> {layer: bool array} for every mask file under RESULTS/_masks (none: {})."""
     fs, _ = storage.resolve(results_dir)
     out: dict[tuple[str, int], dict[str, np.ndarray]] = {}
     for p in storage.list_files(folder(results_dir), ".parquet"):

@@ -8,6 +8,16 @@ from lthray.models import build
 from lthray.train import train
 
 
+class Crash(Exception):
+    pass
+
+
+def crash_after_level_1(row):
+    """An on_level callback that kills the trial right after level 1's row and checkpoint."""
+    if row["level"] == 1:
+        raise Crash
+
+
 class Recorder:
     """Wraps lottery.train: records each call's start weights (state_dict) and arguments."""
 
@@ -88,13 +98,6 @@ def test_a_finished_trial_is_never_trained_again(tiny_cfg, tmp_path, monkeypatch
 
 
 def test_a_crashed_trial_continues_from_its_last_finished_level(tiny_cfg, tmp_path, monkeypatch):
-    class Crash(Exception):
-        pass
-
-    def crash_after_level_1(row):
-        if row["level"] == 1:
-            raise Crash
-
     with pytest.raises(Crash):
         run_trial(tiny_cfg, tmp_path / "w", tmp_path / "r", on_level=crash_after_level_1)
     rec = Recorder()
@@ -246,13 +249,6 @@ def test_instability_trains_a_second_copy_from_the_rewind_point_and_records_the_
                                    {"instability.enabled": True, "instability.bn_batches": 2}])
 def test_new_methods_resume_after_a_crash_to_the_uninterrupted_result(tiny_cfg, tmp_path, extra):
     from lthray import mask_files
-
-    class Crash(Exception):
-        pass
-
-    def crash_after_level_1(row):
-        if row["level"] == 1:
-            raise Crash
 
     cfg = replace(tiny_cfg, **extra)
     whole = run_trial(cfg, tmp_path / "a", tmp_path / "ra")

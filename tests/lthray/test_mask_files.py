@@ -28,18 +28,23 @@ def test_a_mask_is_published_once_and_never_overwritten(tmp_path):
     assert mask_files.write(tmp_path, "run_a", 0, _mask(0))
     assert not mask_files.write(tmp_path, "run_a", 0, _mask(1))
     assert (mask_files.read(tmp_path)[("run_a", 0)]["fc.weight"] == _mask(0)["fc.weight"].numpy()).all()
-    assert [p.name for p in (tmp_path / "masks").iterdir()] == ["run_a__L000.parquet"]  # no temp files left
+    assert [p.name for p in (tmp_path / "_masks").iterdir()] == ["run_a__L000.parquet"]  # no temp files left
 
 
 def test_mask_files_are_not_result_rows_and_rows_are_not_masks(tmp_path, make_row):
+    import pandas as pd
+    import pyarrow.dataset as ds
+
     mask_files.write(tmp_path, "run_x", 0, _mask(0))
     results.write_row(tmp_path, make_row())
     assert len(results.read(tmp_path)) == 1 and len(mask_files.read(tmp_path)) == 1
+    # the README's plain readers of a results folder see the rows only (they recurse, but skip '_' folders)
+    assert ds.dataset(str(tmp_path)).to_table().num_rows == 1 and len(pd.read_parquet(tmp_path)) == 1
 
 
 def test_a_mask_file_whose_bits_disagree_with_its_count_is_refused(tmp_path):
     mask_files.write(tmp_path, "run_a", 0, _mask(0))
-    path = tmp_path / "masks" / "run_a__L000.parquet"
+    path = tmp_path / "_masks" / "run_a__L000.parquet"
     t = pq.read_table(path)
     kept = t["kept"].to_pylist()
     kept[0] += 1
