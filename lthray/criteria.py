@@ -171,7 +171,7 @@ def grasp(ctx: ScoreContext, batch: int = 128) -> Scores:
             z = sum((gi * gc).sum() for gi, gc in zip(grads, g, strict=True))
             for acc, h in zip(hg, torch.autograd.grad(z, ws), strict=True):
                 acc += h
-        return {k: (w.detach() * h).detach() for k, w, h in zip(names, ws, hg, strict=True)}
+        return {k: w.detach() * h for k, w, h in zip(names, ws, hg, strict=True)}  # h has no graph
 
 
 @CRITERIA.register("synflow")

@@ -138,11 +138,12 @@ def prune_at_init(t: Trial, level: int) -> masks.Mask:
     t.model.load_state_dict(t.state.rewind)
     criterion, target = CRITERIA.get(method.base), cfg.prune.density_at(level)
     rounds = cfg.prune.pai_iterations if method.iterative else 1
-    mask = masks.to_device(masks.ones(t.model), t.device)
+    ctx = _context(t, level, masks.ones(t.model))  # built once: only the mask changes between rounds
     for r in range(1, rounds + 1):
-        scores = criterion(_context(t, level, mask))
-        mask = masks.prune(scores, mask, masks.fraction_to(mask, target ** (r / rounds)), cfg.prune.scope)
-    return mask
+        mask = masks.prune(criterion(ctx), ctx.mask, masks.fraction_to(ctx.mask, target ** (r / rounds)),
+                           cfg.prune.scope)
+        ctx = dataclasses.replace(ctx, mask=mask)
+    return ctx.mask
 
 
 def next_mask(t: Trial, level: int) -> masks.Mask:
@@ -250,11 +251,11 @@ def train_and_measure(t: Trial, level: int, mask: masks.Mask, schedule: Schedule
     trains and measures a freshly initialised copy instead, and puts the lineage back afterwards.
     Raises Diverged."""
     cfg, method = t.cfg, METHODS.get(t.cfg.prune.method)
-    # `start` (the weights this level's training begins from) is where copy 2 of the instability
-    # analysis starts; at level 0 that is the rewind point, saved during the dense training.
-    from_k = Schedule(cfg.rewind_steps, cfg.total_steps) if level == 0 else schedule
     seconds = train_level(t, level, mask, schedule, on_step).seconds
-    start = t.state.rewind if level == 0 else start
+    # Copy 2 of the instability analysis starts where this level's training began (`start`); at level 0
+    # that is the rewind point k, saved during the training just done, and it trains from k.
+    if level == 0:
+        start, schedule = t.state.rewind, Schedule(cfg.rewind_steps, cfg.total_steps)
     lineage = None
     if method.reinit and level > 0:
         lineage = _state_cpu(t.model)
@@ -263,7 +264,7 @@ def train_and_measure(t: Trial, level: int, mask: masks.Mask, schedule: Schedule
     cols = measure(t, level)
     if cfg.instability.enabled:
         t0 = time.perf_counter()
-        more, copy_seconds = instability_columns(t, level, mask, start, from_k)
+        more, copy_seconds = instability_columns(t, level, mask, start, schedule)
         seconds += copy_seconds
         cols = {**cols, **more, "explain_seconds": cols["explain_seconds"] + time.perf_counter() - t0 - copy_seconds}
     if lineage is not None:

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from lthray import storage
 from lthray.masks import Mask
-from lthray.results import ResultsError, publish_table, row_name
+from lthray.results import ResultsError, publish_table, read_tagged, row_name
 
 FOLDER = "_masks"  # "_": pyarrow.dataset and pandas.read_parquet skip it when reading the rows
 SCHEMA = pa.schema([
@@ -62,12 +61,7 @@ def read(results_dir: str | Path) -> dict[tuple[str, int], dict[str, np.ndarray]
     fs, _ = storage.resolve(results_dir)
     out: dict[tuple[str, int], dict[str, np.ndarray]] = {}
     for p in storage.list_files(folder(results_dir), ".parquet"):
-        try:
-            t = pq.read_table(storage.resolve(p)[1], filesystem=fs)
-        except Exception as e:
-            raise ResultsError(f"{p}: not a readable mask file ({type(e).__name__}: {e})") from e
-        if b"lthray.mask_version" not in (t.schema.metadata or {}):
-            raise ResultsError(f"{p}: not an lthray mask file (no lthray.mask_version in its metadata)")
+        t, _ = read_tagged(p, fs, "lthray.mask_version", "mask file")
         for r in t.to_pylist():
             out.setdefault((r["run_id"], r["level"]), {})[r["layer"]] = unpack(r)
     return out

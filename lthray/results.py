@@ -258,21 +258,28 @@ def _upgrade(t: pa.Table, version: int) -> pa.Table:
     return t
 
 
+def read_tagged(path: str, fs: pafs.FileSystem, tag: str, what: str) -> tuple[pa.Table, int]:
+    """One of lthray's Parquet files (rows or masks) and the version its metadata `tag` holds;
+    ResultsError naming the file when it cannot be read or is not lthray's (no `tag`)."""
+    try:
+        t = pq.read_table(storage.resolve(path)[1], filesystem=fs)
+    except Exception as e:
+        raise ResultsError(f"{path}: not a readable {what} ({type(e).__name__}: {e})") from e
+    version = (t.schema.metadata or {}).get(tag.encode())
+    if version is None:
+        raise ResultsError(f"{path}: not an lthray {what} (no {tag} in its metadata)")
+    return t, int(version)
+
+
 def read(results_dir: str | Path) -> pa.Table:
     """All rows under `results_dir`; ResultsError naming the first file that is not an lthray result."""
     fs, _ = storage.resolve(results_dir)
     tables = []
     for p in result_files(results_dir):
-        try:
-            t = pq.read_table(storage.resolve(p)[1], filesystem=fs)
-        except Exception as e:
-            raise ResultsError(f"{p}: not a readable Parquet file ({type(e).__name__}: {e})") from e
-        version = (t.schema.metadata or {}).get(b"lthray.schema_version")
-        if version is None:
-            raise ResultsError(f"{p}: not an lthray results file (no lthray.schema_version in its metadata)")
-        if not 2 <= int(version) <= SCHEMA_VERSION:
-            raise ResultsError(f"{p}: schema version {int(version)}, this lthray reads versions 2 to {SCHEMA_VERSION}")
-        t = _upgrade(t, int(version)) if int(version) < SCHEMA_VERSION else t
+        t, version = read_tagged(p, fs, "lthray.schema_version", "results file")
+        if not 2 <= version <= SCHEMA_VERSION:
+            raise ResultsError(f"{p}: schema version {version}, this lthray reads versions 2 to {SCHEMA_VERSION}")
+        t = _upgrade(t, version) if version < SCHEMA_VERSION else t
         tables.append(t.select(SCHEMA.names).cast(SCHEMA))
     return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
 
