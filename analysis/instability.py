@@ -17,22 +17,34 @@ from analysis.axes import density_x
 STABLE = 0.02  # Frankle et al. 2020: a barrier within 2 points of error counts as linearly connected
 
 
+def _labels(d: pd.DataFrame) -> list[str]:
+    """The family, plus what sets its design apart other than the rewind point (the charts' own axis),
+    so two designs sharing a rewind point are never pooled."""
+    names = stats.design_names(d, ignore=("prune.rewind_step",))
+    return [f"{f} [{names[g]}]" if names[g] else f for f, g in zip(d["family"], d["design"], strict=True)]
+
+
+def from_levels(level_summary: pd.DataFrame) -> pd.DataFrame:
+    """Per (family, rewind point, level) within one design: the mean barrier with its 95% CI over seeds,
+    taken from the report's level summary (stats.level_summary), which already holds them."""
+    d = level_summary.dropna(subset=["instability_barrier"])
+    return pd.DataFrame({
+        "family": _labels(d), "rewind_spec": d["rewind_spec"], "rewind_step": d["rewind_step"].astype(int),
+        "level": d["level"].astype(int), "density": d["density"], "barrier": d["instability_barrier"],
+        "lo": d["instability_barrier_lo"], "hi": d["instability_barrier_hi"], "seeds": d["seeds"],
+    }).reset_index(drop=True)
+
+
 def summary(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per (family, rewind point, level): mean barrier with 95% CI over seeds, and mean density."""
-    d = stats.with_design(rows[(rows["status"] == "ok") & rows["instability_barrier"].notna()])
-    out = []
-    for (fam, spec, step, level), g in d.groupby(["family", "rewind_spec", "rewind_step", "level"]):
-        m, lo, hi, n = stats.mean_ci(g["instability_barrier"])
-        out.append({"family": fam, "rewind_spec": spec, "rewind_step": int(step), "level": int(level),
-                    "density": float(g["density"].mean()), "barrier": m, "lo": lo, "hi": hi, "seeds": n})
-    return pd.DataFrame(out)
+    """`from_levels` of the rows' level summary."""
+    return from_levels(stats.level_summary(rows))
 
 
 def paths(rows: pd.DataFrame) -> pd.DataFrame:
-    """Mean test error at each interpolation point, per (family, rewind point, level)."""
+    """Mean test error at each interpolation point, per (family, rewind point, level) within one design."""
     d = stats.with_design(rows[(rows["status"] == "ok") & rows["instability_errors"].notna()])
     recs = []
-    for fam, spec, level, errs in zip(d["family"], d["rewind_spec"], d["level"], d["instability_errors"],
+    for fam, spec, level, errs in zip(_labels(d), d["rewind_spec"], d["level"], d["instability_errors"],
                                       strict=True):
         errs = list(errs)
         recs += [{"family": fam, "rewind_spec": spec, "level": int(level), "alpha": i / (len(errs) - 1),
@@ -79,37 +91,38 @@ def charts(s: pd.DataFrame, p: pd.DataFrame) -> alt.HConcatChart:
     return alt.hconcat(a, b, c).resolve_scale(color="independent").resolve_legend(color="independent")
 
 
+def _stable(g: pd.DataFrame) -> list[str]:
+    """The rewind points of one family whose mean barrier is below the threshold at every level."""
+    return [spec for spec in _spec_order(g) if (g.loc[g["rewind_spec"] == spec, "barrier"] < STABLE).all()]
+
+
 def sentences(s: pd.DataFrame) -> list[str]:
     """Per family and rewind point: at how many levels the barrier stays under the 2% threshold, and the
     earliest rewind point stable at every level."""
     out = []
     for fam, g in s.groupby("family"):
-        stable_at = []
         for spec in _spec_order(g):
             h = g[g["rewind_spec"] == spec].sort_values("level")
-            ok = h["barrier"] < STABLE
             worst = h.loc[h["barrier"].idxmax()]
-            out.append(f"{fam}, rewind to {spec}: mean barrier below {STABLE:.0%} at {int(ok.sum())} of {len(h)} levels; "
-                       f"largest {worst['barrier']:.3f} at {stats.pct(worst['density'])} density"
+            out.append(f"{fam}, rewind to {spec}: mean barrier below {STABLE:.0%} at {int((h['barrier'] < STABLE).sum())} "
+                       f"of {len(h)} levels; largest {worst['barrier']:.3f} at {stats.pct(worst['density'])} density"
                        + (f" (95% CI {worst['lo']:.3f} to {worst['hi']:.3f})" if np.isfinite(worst["lo"]) else "")
                        + ".")
-            if ok.all():
-                stable_at.append(spec)
-        out.append(f"{fam}: the earliest rewind point stable at every level is {stable_at[0]}." if stable_at else
+        stable = _stable(g)
+        out.append(f"{fam}: the earliest rewind point stable at every level is {stable[0]}." if stable else
                    f"{fam}: no rewind point tried is stable at every level.")
     return out
 
 
 def summary_of(level_summary: pd.DataFrame) -> str:
     """The headline sentence from the report's level summary ('' when no row has a barrier)."""
-    d = level_summary.dropna(subset=["instability_barrier"])
     parts = []
-    for fam, g in d.groupby("family"):
-        stable = [spec for spec in _spec_order(g) if (g.loc[g["rewind_spec"] == spec, "instability_barrier"] < STABLE).all()]
-        worst = g.loc[g["instability_barrier"].idxmax()]
+    for fam, g in from_levels(level_summary).groupby("family"):
+        stable = _stable(g)
+        worst = g.loc[g["barrier"].idxmax()]
         parts.append(f"{fam}: the mean error barrier stays below {STABLE:.0%} at every level for rewind points "
                      f"{', '.join(stable)}" if stable else f"{fam}: no rewind point tried keeps the mean error "
                      f"barrier below {STABLE:.0%} at every level")
-        parts[-1] += (f" (largest {worst['instability_barrier']:.3f}, rewind {worst['rewind_spec']} at "
+        parts[-1] += (f" (largest {worst['barrier']:.3f}, rewind {worst['rewind_spec']} at "
                       f"{stats.pct(worst['density'])} density)")
     return ("Instability analysis: " + "; ".join(parts) + ".") if parts else ""

@@ -273,7 +273,7 @@ def build(rows: pd.DataFrame, out: Path, masks: tickets.Masks | None = None) -> 
         shift.to_csv(out / "concept_shift.csv", index=False)
         r.table(shift[["method", "class", "density", "kept", "lost", "gained"]].round({"density": 4}))
     ticket_section(r, rows, masks or {}, out)
-    instability_section(r, rows, out)
+    instability_section(r, rows, summary, out)
     r.write(title)
     return out / "report.html"
 
@@ -305,9 +305,9 @@ def ticket_section(r: Report, rows: pd.DataFrame, masks: tickets.Masks, out: Pat
     r.chart(tickets.layer_chart(ld[~ld["family"].isin(same)]), "layer_density", "per-layer density per method")
 
 
-def instability_section(r: Report, rows: pd.DataFrame, out: Path) -> None:
+def instability_section(r: Report, rows: pd.DataFrame, summary: pd.DataFrame, out: Path) -> None:
     """(h) Linear mode connectivity: the error barrier vs rewind point and density."""
-    s = instability.summary(rows)
+    s = instability.from_levels(summary)
     if s.empty:
         return
     r.heading("(h) Instability analysis (linear mode connectivity)")

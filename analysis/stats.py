@@ -60,14 +60,15 @@ def with_design(rows: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def design_names(summary: pd.DataFrame) -> dict[str, str]:
-    """Each design named by the config keys in which the designs differ ('prune.rewind_step=25it'); ''
-    when there is one design."""
+def design_names(summary: pd.DataFrame, ignore: tuple[str, ...] = ()) -> dict[str, str]:
+    """Each design named by the config keys in which the designs differ ('prune.rewind_step=25it'), keys
+    in `ignore` (shown some other way, e.g. on an axis) left out; '' when nothing else sets it apart."""
     designs = sorted(summary["design"].unique())
     if len(designs) <= 1:
         return {d: "" for d in designs}
     flats = [json.loads(d) for d in designs]
-    keys = sorted(k for k in set().union(*flats) if len({json.dumps(f.get(k)) for f in flats}) > 1)
+    keys = sorted(k for k in set().union(*flats)
+                  if k not in ignore and len({json.dumps(f.get(k)) for f in flats}) > 1)
     return {d: ", ".join(f"{k}={f.get(k)}" for k in keys) for d, f in zip(designs, flats, strict=True)}
 
 

@@ -123,3 +123,17 @@ def test_designs_are_compared_at_matched_density_and_never_merged(make_row):
     pair = ov[(ov["a"] == k_name) & (ov["b"] == base)]
     assert pair["jaccard"].tolist() == [1.0]  # the same masks under two rewind points: compared, equal
     assert set(ov.loc[ov["a"] == rate_name, "b"]) == {rate_name}  # another density: compared with itself only
+
+
+def test_instability_never_pools_two_designs_that_share_a_rewind_point(make_row):
+    rows = []
+    for rate, b in [(0.5, 0.001), (0.8, 0.05)]:
+        for seed in range(2):
+            cfg = json.dumps({"prune.method": "imp", "seed": seed, "prune.rewind_step": "0it", "prune.rate": rate})
+            rows.append(make_row(run_id=f"{rate}{seed}", seed=seed, level=1, density=1 - rate,
+                                 instability_barrier=b + 0.001 * seed, instability_errors=[0.1, 0.1 + b, 0.1],
+                                 config_json=cfg))
+    s = instability.summary(pd.DataFrame(rows)).set_index("family")
+    assert s.loc["imp [prune.rate=0.5]", "barrier"] == pytest.approx(0.0015)
+    assert s.loc["imp [prune.rate=0.8]", "barrier"] == pytest.approx(0.0505)
+    assert set(instability.paths(pd.DataFrame(rows))["family"]) == set(s.index)
