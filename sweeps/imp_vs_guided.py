@@ -39,13 +39,36 @@ def main(argv: list[str] | None = None) -> int:
     return run(args, preset, store, meta, num_samples)
 
 
+class ClusterRefused(RuntimeError):
+    """The Ray cluster at --address refused this driver's token (or its lack of one)."""
+
+
+def _refused_for_auth(e: BaseException | None) -> bool:
+    # Ray wraps the GCS's AuthenticationError in a RuntimeError's text, then in a ConnectionError.
+    while e is not None:
+        if type(e).__name__ == "AuthenticationError" or "InvalidAuthToken" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
 def init_ray(args: argparse.Namespace) -> int:
-    """Join a cluster (--address / $RAY_ADDRESS) or start a private local Ray; returns trials at once."""
+    """Join a cluster (--address / $RAY_ADDRESS) or start a private local Ray; returns trials at once.
+    Raises ClusterRefused when the cluster rejects this driver's authentication token."""
     import ray
 
     address = args.address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, logging_level="WARNING")
+        try:
+            ray.init(address=address, logging_level="WARNING")
+        except ConnectionError as e:
+            if not _refused_for_auth(e):
+                raise
+            mode = os.environ.get("RAY_AUTH_MODE", "unset")
+            raise ClusterRefused(
+                f"the Ray cluster at {address} refused this driver's authentication token (RAY_AUTH_MODE is "
+                f"{mode}): run it with RAY_AUTH_MODE=token and the cluster's token in ~/.ray/auth_token, "
+                "$RAY_AUTH_TOKEN_PATH or $RAY_AUTH_TOKEN (README: Running on a cluster)") from None
     else:  # a private local Ray; dashboard off (nothing listens beyond what Ray needs, all on localhost)
         ray.init(include_dashboard=False, object_store_memory=256 * 1024**2, logging_level="WARNING",
                  _node_ip_address="127.0.0.1")  # a private Ray listens on loopback only
@@ -90,9 +113,13 @@ def run(args: argparse.Namespace, preset: Preset, store: Store, meta: dict[str, 
 
     from sweeps.trainable import trainable
 
+    try:  # before anything is written: a refused driver leaves no trace in the sweep folder
+        max_concurrent = init_ray(args)
+    except ClusterRefused as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     store.write_text("sweep.json", json.dumps(meta, indent=1))
     results_dir = store.path("results")
-    max_concurrent = init_ray(args)
     fn = tune.with_resources(
         # Each config's own checkpoint folder (RUNS/RUN_ID) needs a file system every node shares;
         # on an object store, Tune's per-trial checkpoints carry the state instead.
