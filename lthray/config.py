@@ -124,6 +124,9 @@ class ModelConfig:
         _check(self.name in MODELS, "model.name", self.name, f"one of {MODELS.names()}")
 
 
+DTYPES = ("float32", "float64")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 4  # per level (each level retrains this long, minus the rewind point)
@@ -134,6 +137,9 @@ class TrainConfig:
     warmup: float = 0.1  # fraction of steps with linear warmup, then cosine decay to lr * final_lr
     final_lr: float = 0.01  # also the constant rate of fine-tuning (Renda et al.'s baseline)
     label_smoothing: float = 0.0
+    # float64 makes a trial reproducible across CPUs to ~1e-10 (float32 sums differ in their last bits
+    # between SIMD kernel sets, and training amplifies that to ~1e-2 in 20 steps): for checks, not studies.
+    dtype: str = "float32"
 
     def __post_init__(self) -> None:
         _check(isinstance(self.epochs, int) and self.epochs >= 1, "train.epochs", self.epochs, "an integer >= 1")
@@ -145,6 +151,7 @@ class TrainConfig:
         _check(0 <= self.warmup < 1, "train.warmup", self.warmup, "a fraction in [0, 1)")
         _check(0 <= self.final_lr <= 1, "train.final_lr", self.final_lr, "a fraction of lr in [0, 1]")
         _check(0 <= self.label_smoothing < 1, "train.label_smoothing", self.label_smoothing, "a number in [0, 1)")
+        _check(self.dtype in DTYPES, "train.dtype", self.dtype, f"one of {list(DTYPES)}")
 
 
 SCOPES = ("global", "layer")

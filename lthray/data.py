@@ -98,7 +98,7 @@ DATASETS.register("fashion_mnist")(DatasetSpec("fashion_mnist", 60000, 10000, 10
 
 @dataclass
 class Data:
-    """A dataset resident on one device, normalised, NCHW float32."""
+    """A dataset resident on one device, normalised, NCHW float32 (float64 for `train.dtype=float64`)."""
 
     spec: DatasetSpec
     train_x: torch.Tensor
@@ -131,13 +131,13 @@ def subset(y: np.ndarray, n: int) -> np.ndarray:
 
 def to_tensors(
     spec: DatasetSpec, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
-    class_names: list[str], probe_size: int, device: torch.device | str,
+    class_names: list[str], probe_size: int, device: torch.device | str, dtype: torch.dtype = torch.float32,
 ) -> Data:
-    """uint8 NHWC arrays -> normalised NCHW float tensors on `device`, plus a seeded probe set."""
+    """uint8 NHWC arrays -> normalised NCHW float tensors (`dtype`) on `device`, plus a seeded probe set."""
     device = torch.device(device)
 
     def conv(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float().div_(255)
+        return torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).to(dtype).div_(255)
 
     trx, tex = conv(train[0]), conv(test[0])
     mean = trx.mean(dim=(0, 2, 3), keepdim=True)
@@ -154,14 +154,16 @@ def to_tensors(
 
 
 @lru_cache(maxsize=4)
-def load(name: str, probe_size: int = 64, device: str = "cpu", train_size: int = 0) -> Data:
+def load(name: str, probe_size: int = 64, device: str = "cpu", train_size: int = 0, dtype: str = "float32") -> Data:
     """Load dataset `name` onto `device` (cached per process: trials in one worker share it).
 
-    `train_size` > 0 keeps a fixed stratified subset of the training images (quick demos)."""
+    `train_size` > 0 keeps a fixed stratified subset of the training images (quick demos); `dtype` is
+    the images' float type (the name, so that the cache key stays a plain string)."""
     spec = DATASETS.get(name)
     trx, try_, tex, tey, classes = spec.load(cache_dir() / name)
     keep = subset(try_, train_size)
-    return to_tensors(spec, (trx[keep], try_[keep]), (tex, tey), classes, probe_size, device)
+    return to_tensors(spec, (trx[keep], try_[keep]), (tex, tey), classes, probe_size, device,
+                      getattr(torch, dtype))
 
 
 def augment(x: torch.Tensor, pad: int, flip: bool, g: torch.Generator) -> torch.Tensor:

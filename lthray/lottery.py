@@ -91,10 +91,10 @@ class Trial:
 
 def setup(cfg: TrialConfig, state: TrialState, device: torch.device, *, sweep: str, trial_id: str) -> Trial:
     """Data on the device, the initial model, guide images, concept bank and the rows' fixed columns."""
-    data = data_mod.load(cfg.data.dataset, cfg.data.probe_size, str(device), cfg.data.train_size)
+    data = data_mod.load(cfg.data.dataset, cfg.data.probe_size, str(device), cfg.data.train_size, cfg.train.dtype)
     if not cfg.data.augment:  # a view of the same tensors whose spec asks for no shifts or flips
         data = dataclasses.replace(data, spec=dataclasses.replace(data.spec, pad=0, flip=False))
-    model = build(cfg.model.name, data.spec.num_classes, cfg.seed, data.spec.channels).to(device)
+    model = build(cfg.model.name, data.spec.num_classes, cfg.seed, data.spec.channels, data.train_x.dtype).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     gi = data_mod.guide_idx(data, cfg.explain.guide_size)
@@ -224,7 +224,7 @@ def reinit_copy(t: Trial, level: int) -> dict[str, torch.Tensor]:
     ticket's schedule. Returns that starting state."""
     cfg = t.cfg
     fresh = build(cfg.model.name, t.data.spec.num_classes, data_mod.step_seed(cfg.seed, 3, level),
-                  t.data.spec.channels)
+                  t.data.spec.channels, t.data.train_x.dtype)
     t.model.load_state_dict(fresh.state_dict())
     return _state_cpu(t.model)
 

@@ -71,7 +71,8 @@ def train(
     masks.rezero(*masked)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
                           weight_decay=cfg.weight_decay)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    fast = device.type == "cuda" and data.train_x.dtype == torch.float32  # float64 asks for exactness
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if fast else contextlib.nullcontext()
     model.train()
     t0, order, order_epoch = time.perf_counter(), torch.empty(0), -1
     last_loss = torch.zeros((), device=device)
@@ -113,7 +114,8 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     loss = torch.zeros((), dtype=torch.float64, device=x.device)
     with eval_mode(model):
         for i in range(0, len(x), batch_size):
-            out = model(x[i : i + batch_size]).float()
+            out = model(x[i : i + batch_size])
+            out = out if out.dtype == torch.float64 else out.float()
             loss += F.cross_entropy(out, y[i : i + batch_size], reduction="sum").double()
             correct += (out.argmax(1) == y[i : i + batch_size]).sum()
     return int(correct) / len(x), float(loss) / len(x)

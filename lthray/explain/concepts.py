@@ -174,13 +174,14 @@ def fit_pcbm(train_feats: torch.Tensor, train_sim: torch.Tensor, train_y: torch.
     """Fit the LF-CBM projection (cos^3, Adam) and the elastic-net concept -> class layer."""
     from sklearn.linear_model import LogisticRegression
 
-    f = train_feats.float().cpu()
+    f = train_feats.cpu()  # the backbone's float type: float32, or float64 for a reproducibility check
     mu, sd = f.mean(0), f.std(0) + 1e-6
     fs = (f - mu) / sd
     g = torch.Generator().manual_seed(seed)
-    proj = (torch.randn(train_sim.shape[1], fs.shape[1], generator=g) / fs.shape[1] ** 0.5).requires_grad_()
+    proj = (torch.randn(train_sim.shape[1], fs.shape[1], generator=g).to(f.dtype) / fs.shape[1] ** 0.5
+            ).requires_grad_()
     opt = torch.optim.Adam([proj], lr=1e-2)
-    target = train_sim.float()
+    target = train_sim.to(f.dtype)
     for _ in range(steps):  # full batch: a few thousand images x ~64 features is tiny
         opt.zero_grad(set_to_none=True)
         loss = cos3_loss(target, fs @ proj.T)
@@ -198,8 +199,8 @@ def fit_pcbm(train_feats: torch.Tensor, train_sim: torch.Tensor, train_y: torch.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # saga at tol 1e-3 is plenty for a ranking
         clf.fit(z, train_y.cpu().numpy())
-    return PCBM(mu, sd, proj, amu, asd, torch.tensor(clf.coef_, dtype=torch.float32),
-                torch.tensor(clf.intercept_, dtype=torch.float32))
+    return PCBM(mu, sd, proj, amu, asd, torch.tensor(clf.coef_, dtype=f.dtype),
+                torch.tensor(clf.intercept_, dtype=f.dtype))
 
 
 @torch.no_grad()
@@ -208,7 +209,8 @@ def features(model: nn.Module, x: torch.Tensor, batch: int = 256) -> torch.Tenso
 
     Batches of 256 keep activations cache-sized: ~2x faster on CPU than batches of 1000 (measured)."""
     with eval_mode(model):
-        return torch.cat([model.features(x[i : i + batch]).float() for i in range(0, len(x), batch)])
+        out = torch.cat([model.features(x[i : i + batch]) for i in range(0, len(x), batch)])
+    return out if out.dtype == torch.float64 else out.float()
 
 
 def topk_overlap(a: np.ndarray, b: np.ndarray) -> float:

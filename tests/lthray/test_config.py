@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from lthray.config import (
     ConfigError,
@@ -101,3 +102,14 @@ def test_key_value_parsing_has_one_home():
     for bad in ("noequals", "=3"):
         with pytest.raises(ConfigError, match="KEY=VALUE"):
             parse_override(bad)
+
+
+def test_train_dtype_is_validated_and_builds_a_float64_model():
+    from lthray.config import ConfigError, TrainConfig
+    from lthray.models import build
+
+    with pytest.raises(ConfigError, match="train.dtype='float16' is not allowed"):
+        TrainConfig(dtype="float16")
+    m = build("convnet", 10, 0, 1, torch.float64)
+    assert {p.dtype for p in m.parameters()} == {torch.float64}
+    assert torch.get_default_dtype() == torch.float32  # build leaves the process default alone
