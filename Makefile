@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 NAME ?= demo
 FASHION := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 
-.PHONY: install data demo study study-controls study-instability test lint bench clean
+.PHONY: install data demo search-demo study study-controls study-instability test lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,6 +28,15 @@ data:
 demo: $(STAMP) data
 	$(BIN)/python sweeps/imp_vs_guided.py --preset fashion-demo --storage runs --name $(NAME)
 	$(BIN)/python -m analysis.pareto --results runs/$(NAME)/results --out runs/$(NAME)/analysis
+
+# The mission's search at demo scale and its confirm: 12 Optuna trials (fashion-search-demo), then the Pareto
+# set and IMP at 3 fresh seeds, and both reports. `python sweeps/imp_vs_guided.py --num-samples 64` is the full one.
+search-demo: $(STAMP) data
+	$(BIN)/python sweeps/imp_vs_guided.py --preset fashion-search-demo --storage runs --name $(NAME)-search
+	$(BIN)/python -m analysis.report --results runs/$(NAME)-search/results --out runs/$(NAME)-search/analysis
+	$(BIN)/python sweeps/imp_vs_guided.py --confirm $(NAME)-search --seeds 3 --storage runs
+	$(BIN)/python -m analysis.report --results runs/$(NAME)-search-confirm/results \
+		--out runs/$(NAME)-search-confirm/analysis
 
 # The reference study committed under docs/study/fashion-mnist (about 50 minutes on 2 CPU cores).
 study: $(STAMP) data

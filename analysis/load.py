@@ -43,6 +43,20 @@ def load_rows(results_dir: str | Path) -> pd.DataFrame:
     return df
 
 
+def sweep_meta(results_dir: str | Path | None) -> dict:
+    """The sweep.json beside a results folder (STORAGE/NAME/sweep.json): what kind of sweep made the
+    rows (search, grid, confirm_of). {} when there is none (rows copied elsewhere, older sweeps)."""
+    import json
+
+    if not results_dir:
+        return {}
+    where = f"{str(results_dir).rstrip('/').rsplit('/', 1)[0]}/sweep.json"
+    try:
+        return json.loads(storage.read_text(where)) if storage.exists(where) else {}
+    except (OSError, ValueError):
+        return {}
+
+
 def final_rows(df: pd.DataFrame) -> pd.DataFrame:
     """The last level of each run that trained without diverging (diverged runs are left out)."""
     bad = set(df.loc[df["status"] != "ok", "run_id"])

@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     g = gallery(rows, out)
     from analysis import report  # imports this module: here, not at the top
 
-    report.build(rows, out, report.masks_of(rows))
+    report.write_report(rows, out)
     diverged = rows.loc[rows["status"] != "ok", "run_id"].nunique()
     print(f"{len(trials)} trials ({diverged} diverged, left out), "
           f"{len(fronts[FIDELITY])} on the accuracy/CAM fronts -> {out} (study report: {out / 'report.html'})"

@@ -21,10 +21,10 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from analysis import instability, stats, tickets
+from analysis import instability, search, stats, tickets
 from analysis.axes import density_x
 from analysis.gallery import concept_shift, gallery
-from analysis.load import AnalysisError, cli_inputs
+from analysis.load import AnalysisError, cli_inputs, sweep_meta
 from analysis.pareto import DENSITY_BINS, pareto_front
 from lthray import mask_files
 
@@ -204,9 +204,30 @@ def _design_text(rows: pd.DataFrame) -> list[str]:
     ]
 
 
-def build(rows: pd.DataFrame, out: Path, masks: tickets.Masks | None = None) -> Path:
+def write_report(rows: pd.DataFrame, out: Path) -> Path:
+    """The report the sweep behind `rows` calls for: a search report for an Optuna search, else the
+    study report (with the confirm section when the sweep confirms a search)."""
+    meta = sweep_meta(rows.attrs.get("results"))
+    if meta.get("search") == "optuna":
+        return build_search(rows, out)
+    return build(rows, out, masks_of(rows), confirm_of=meta.get("confirm_of"))
+
+
+def build_search(rows: pd.DataFrame, out: Path) -> Path:
+    """report.html / report.md of an Optuna search: its Pareto set at the target density, importances,
+    metrics against g and lambda_fid (analysis.search)."""
+    out.mkdir(parents=True, exist_ok=True)
+    r = Report(out)
+    name = rows["sweep"].iloc[0]
+    search.search_section(r, rows, out, name)
+    r.write(f"lthray search: {name}")
+    return out / "report.html"
+
+
+def build(rows: pd.DataFrame, out: Path, masks: tickets.Masks | None = None, confirm_of: str | None = None) -> Path:
     """Write report.html, report.md, their PNGs and the CSV tables behind them into `out`.
-    `masks` (lthray.mask_files.read of the results folder) adds the ticket-overlap section."""
+    `masks` (lthray.mask_files.read of the results folder) adds the ticket-overlap section; `confirm_of`
+    (the search a confirm sweep re-runs) adds the confirm section."""
     out.mkdir(parents=True, exist_ok=True)
     summary, diffs = stats.level_summary(rows), stats.paired_differences(rows)
     summary.to_csv(out / "summary.csv", index=False, float_format="%.5g")
@@ -224,6 +245,8 @@ def build(rows: pd.DataFrame, out: Path, masks: tickets.Masks | None = None) -> 
     diverged = rows.loc[rows["status"] != "ok", "run_id"].nunique()
     if diverged:
         r.para(f"{diverged} trials diverged at some level; their diverged levels are left out of every mean.")
+    if confirm_of:
+        search.confirm_section(r, rows, out, confirm_of)
 
     r.heading("Findings")
     r.bullets(findings(summary, diffs))
@@ -386,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     except AnalysisError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    path = build(rows, out, masks_of(rows))
+    path = write_report(rows, out)
     print(f"report: {path} ({path.stat().st_size / 1e6:.2f} MB) and {out / 'report.md'}")
     return 0
 

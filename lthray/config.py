@@ -206,7 +206,10 @@ class PruneConfig:
         return 1.0 - self.target_density ** (1.0 / self.levels)
 
     def density_at(self, level: int) -> float:
-        """Nominal density after `level` levels (the mask's real density is exact to one weight)."""
+        """Nominal density after `level` levels (the mask's real density is exact to one weight).
+        With a target density the last level's is the target itself, not a power's rounding of it."""
+        if self.target_density is not None:
+            return self.target_density ** (level / self.levels)
         return (1.0 - self.rate_per_level) ** level
 
 

@@ -126,6 +126,8 @@ def prune(t: Trial, level: int) -> masks.Mask:
     cfg = t.cfg
     ctx = _context(t, level, t.state.mask)
     scores = scores_for(cfg.prune.method, ctx, cfg.prune.guidance_weight)
+    if cfg.prune.target_density is not None:  # a declared end point: every level's density exact
+        return masks.prune_to(scores, ctx.mask, cfg.prune.density_at(level), cfg.prune.scope)
     return masks.prune(scores, ctx.mask, cfg.prune.rate_per_level, cfg.prune.scope)
 
 

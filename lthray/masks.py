@@ -78,6 +78,29 @@ def prune(scores: Scores, mask: Mask, fraction: float, scope: str = "global") ->
     return out
 
 
+def prune_to(scores: Scores, mask: Mask, target: float, scope: str = "global") -> Mask:
+    """Prune `mask` to `target` density exactly: keep round(total * target) weights (global), or
+    round(layer total * target) of each layer (layer), lowest score first. A schedule that declares its
+    last density (prune.target_density) ends there to within one weight (per layer for 'layer'), where a
+    fixed rate per level would round once per level and drift."""
+    if scope == "layer":
+        quota = _apportion({k: m.numel() for k, m in mask.items()}, target)
+        return {k: _keep_top(scores[k], m, min(int(m.sum()), quota[k])) for k, m in mask.items()}
+    return prune(scores, mask, fraction_to(mask, target), scope)
+
+
+def _apportion(sizes: dict[str, int], target: float) -> dict[str, int]:
+    """Per-layer kept counts that sum to round(total * target), each layer's within one of size * target
+    (largest remainders: rounding each layer alone would miss the total by up to half the layer count)."""
+    want = round(sum(sizes.values()) * target)
+    exact = {k: n * target for k, n in sizes.items()}
+    out = {k: int(v) for k, v in exact.items()}
+    by_remainder = sorted(sizes, key=lambda k: out[k] - exact[k])  # largest fractional part first; stable
+    for k in by_remainder[: max(0, want - sum(out.values()))]:
+        out[k] += 1
+    return out
+
+
 def fraction_to(mask: Mask, target: float) -> float:
     """The fraction of `mask`'s kept weights that `prune` must remove to keep round(total * target) of
     all weights (pruning at initialisation goes straight to a level's density, not by a fixed rate)."""

@@ -26,12 +26,17 @@ class Preset:
     num_samples: int = 8
     about: str = ""
     search: str = "optuna"  # optuna: sample num_samples configs | grid: every combination exactly once
+    # A grid given as its configs rather than a product of choices (the confirm of a search): each a
+    # dict of flat keys over `base`.
+    points: tuple[dict[str, Any], ...] = ()
 
     def with_overrides(self, overrides: dict[str, Any]) -> Preset:
-        """A copy whose base has `overrides` (and whose spaces no longer sample those keys)."""
+        """A copy whose base has `overrides` (and whose spaces and points no longer set those keys)."""
         space = {k: v for k, v in self.space.items() if k not in overrides}
         guided = {k: v for k, v in self.guided_space.items() if k not in overrides}
-        return dataclasses.replace(self, base={**self.base, **overrides}, space=space, guided_space=guided)
+        points = tuple({k: v for k, v in p.items() if k not in overrides} for p in self.points)
+        return dataclasses.replace(self, base={**self.base, **overrides}, space=space, guided_space=guided,
+                                   points=points)
 
     def with_choices(self, choices: dict[str, list[Any]]) -> Preset:
         """A copy that samples `choices` for those keys (and no longer fixes them in the base). A key of the
@@ -45,6 +50,8 @@ class Preset:
     def grid(self) -> list[dict[str, Any]]:
         """Every combination of the space's choices, the guided keys only for guided methods: each config
         once, so every method meets IMP at the same seed, schedule and level (a paired design)."""
+        if self.points:
+            return [dict(p) for p in self.points]
         out, keys = [], list(self.space)
         for combo in itertools.product(*self.space.values()):
             params = dict(zip(keys, combo, strict=True))
@@ -54,22 +61,39 @@ class Preset:
                 out.append({**params, **dict(zip(extra, more, strict=True))})
         return out
 
-    def validate(self) -> None:
-        """Build every config the space can produce; raises ConfigError naming the first bad one."""
-        from_flat(self.base)
+    def _choices(self) -> list[dict[str, Any]]:
+        """Every assignment of the sampled keys (guided keys for every method: a superset of the grid)."""
+        if self.points:
+            return self.grid()
         keys = list(self.space) + list(self.guided_space)
-        for combo in itertools.product(*self.space.values(), *self.guided_space.values()):
-            flat = {**self.base, **dict(zip(keys, combo, strict=True))}
+        return [dict(zip(keys, combo, strict=True))
+                for combo in itertools.product(*self.space.values(), *self.guided_space.values())]
+
+    def validate(self) -> None:
+        """Build every config the space can produce; raises ConfigError naming the first bad one. An Optuna
+        search must end every schedule at one density: its objectives are read at the last level, and
+        comparing trials at different densities would reward pruning less."""
+        if not self.points:
+            from_flat(self.base)
+        finals = {}
+        for choice in self._choices():
             try:
-                from_flat(flat)
+                cfg = from_flat({**self.base, **choice})
             except ConfigError as e:
-                choice = {k: flat[k] for k in keys}
                 raise ConfigError(f"preset {self.name!r} can sample an invalid config {choice}: {e}") from None
+            finals.setdefault(round(cfg.prune.density_at(cfg.prune.levels), 12), choice)
+        if self.search == "optuna" and len(finals) > 1:
+            lo, hi = min(finals), max(finals)
+            raise ConfigError(
+                f"preset {self.name!r}: its schedules end at densities from {lo:.4g} ({finals[lo]}) to {hi:.4g} "
+                f"({finals[hi]}), but an Optuna search compares trials at their last level; fix "
+                "prune.target_density (e.g. --set prune.target_density=0.0256) so that every schedule ends there")
 
     def signature(self) -> str:
         """Hash of what a sweep samples from: a resumed sweep must have the same one."""
         blob = json.dumps({"base": self.base, "space": self.space, "guided": self.guided_space,
-                           **({"search": self.search} if self.search != "optuna" else {})}, sort_keys=True)
+                           **({"search": self.search} if self.search != "optuna" else {}),
+                           **({"points": list(self.points)} if self.points else {})}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -93,6 +117,22 @@ _FASHION = {"data.dataset": "fashion_mnist", "data.probe_size": 64, "model.name"
             "data.augment": False, "train.batch_size": 128, "train.lr": 0.1, "prune.rewind": "weight", "prune.rewind_step": "0it",
             "concepts.source": "imagenet", "explain.faithfulness": "road"}
 
+# The mission's search: every schedule (one-shot, or 2-6 levels of iterative pruning) ends at the same
+# target density - 2.56%, the reference study's level 4 (0.4^4), where IMP's accuracy is past the knee -
+# so the three objectives are always read at one density. Only guided methods: g = 0 of each is magnitude
+# IMP exactly, so IMP is inside the space and every trial has a guidance weight (Optuna's importances
+# need each parameter in every trial). One seed (0): a search point is one trial, and the confirm step
+# re-runs the front with fresh seeds, paired with IMP.
+TARGET_DENSITY = 0.0256
+_SEARCH = {
+    "prune.method": ["cam_guided", "concept_guided", "stability"],
+    "prune.guidance_weight": [0.0, 0.1, 0.25, 0.5, 0.75, 1.0],
+    "prune.lambda_fid": [0.0, 0.1, 0.3, 1.0],
+    "prune.levels": [1, 2, 4, 6],  # per-level rate 97.4% (one-shot), 84%, 60%, 45.7%
+    "prune.scope": ["global", "layer"],
+    "prune.rewind": ["weight", "lr", "finetune"],
+}
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in [
@@ -110,13 +150,28 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "digits",
             base={"data.dataset": "digits", "data.probe_size": 64, "model.name": "convnet", "train.epochs": 6,
-                  "train.batch_size": 128, "train.lr": 0.1},
-            # digits is easy (DESIGN.md: ~99% down to 17% density), so the space reaches ~0.4%-2% density
+                  "train.batch_size": 128, "train.lr": 0.1, "prune.target_density": 0.01},
+            # digits is easy (DESIGN.md: ~99% down to 17% density), so every schedule ends at 1% density
             space={**_METHODS, **_REWIND, "prune.rewind_step": ["0it", "1ep"], "prune.lambda_fid": [0.0, 0.5],
-                   "prune.rate": [0.3, 0.5, 0.6], "prune.levels": [6, 8], "seed": [0, 1, 2]},
+                   "prune.levels": [4, 6, 8], "seed": [0, 1, 2]},
             guided_space=_GUIDED,
             num_samples=8,
             about="embedded sklearn digits, convnet: a few minutes on a laptop CPU",
+        ),
+        Preset(
+            "fashion-search",
+            base={**_FASHION, "train.epochs": 2, "prune.target_density": TARGET_DENSITY, "seed": 0},
+            space={**_SEARCH, "prune.rewind_step": ["0it", "50it", "200it", "1ep"]},  # 1ep = 468 it
+            num_samples=64,
+            about="the mission's search: schedules x rewind x guidance at 2.56% density (Optuna, 3 objectives)",
+        ),
+        Preset(
+            "fashion-search-demo",
+            base={**_FASHION, "data.train_size": 8000, "train.epochs": 2, "concepts.bank_size": 1000,
+                  "data.probe_size": 32, "prune.target_density": TARGET_DENSITY, "seed": 0},
+            space={**_SEARCH, "prune.rewind_step": ["0it", "10it", "30it", "1ep"]},  # 1ep = 62 it
+            num_samples=12,
+            about="make search-demo: the search on an 8k-image subset, then its confirm",
         ),
         Preset(
             "fashion",
@@ -151,9 +206,10 @@ PRESETS: dict[str, Preset] = {
             "cifar10-resnet20",
             base={"data.dataset": "cifar10", "data.probe_size": 128, "model.name": "resnet20", "train.epochs": 30,
                   "train.batch_size": 128, "train.lr": 0.1, "train.weight_decay": 1e-4,
-                  "concepts.clip_model": "ViT-B-32", "concepts.clip_pretrained": "laion2b_s34b_b79k"},
+                  "concepts.clip_model": "ViT-B-32", "concepts.clip_pretrained": "laion2b_s34b_b79k",
+                  "prune.target_density": 0.035},
             space={**_METHODS, **_REWIND, "prune.rewind_step": ["0it", "500it", "2ep"],
-                   "prune.lambda_fid": [0.0, 0.1, 1.0], "prune.rate": [0.2], "prune.levels": [10, 15],
+                   "prune.lambda_fid": [0.0, 0.1, 1.0], "prune.levels": [10, 15],
                    "seed": [0, 1, 2]},
             guided_space=_GUIDED,
             num_samples=64,

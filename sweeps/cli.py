@@ -86,8 +86,9 @@ def load_config_file(path: str) -> tuple[dict[str, Any], dict[str, list[Any]]]:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", choices=sorted(PRESETS), default="fashion",
-                   help="base config and search space (default: fashion, the reference study)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="fashion-search",
+                   help="base config and search space (default: fashion-search, the mission's Optuna search; "
+                        "fashion is the reference study's paired grid)")
     p.add_argument("--search", choices=["optuna", "grid"], default=None,
                    help="optuna: sample --num-samples configs (multi-objective TPE) | grid: every combination of "
                         "the choices exactly once, paired by seed (default: the preset's)")
@@ -110,6 +111,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None, metavar="FILE",
                    help="JSON/YAML file with 'set: {key: value}' and 'choices: {key: [values]}' (flags win)")
     p.add_argument("--resume", action="store_true", help="continue the sweep STORAGE/NAME (error if none)")
+    p.add_argument("--confirm", default=None, metavar="SEARCH",
+                   help="re-run the Pareto set of the finished search SEARCH (same --storage), each front config "
+                        "and IMP at its schedule and rewind, with --seeds fresh seeds: a paired grid in the sweep "
+                        "SEARCH-confirm (--set applies too)")
+    p.add_argument("--seeds", type=_positive_int("--seeds"), default=5, help="seeds per config of --confirm")
+    p.add_argument("--log", choices=sorted(TRACKERS), action="append", default=[],
+                   help="also hand the per-level metrics to an experiment tracker through Ray Tune's own logger "
+                        "callback: mlflow (a local file store, STORAGE/NAME/mlruns, unless MLFLOW_TRACKING_URI "
+                        "is set), tensorboard, wandb (offline unless WANDB_MODE says otherwise); repeatable")
     p.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local Ray)")
     return p
 
@@ -152,6 +162,21 @@ def check_data_available(preset: Preset) -> None:
             raise UsageError(str(e)) from None
 
 
+# --log NAME -> the module its Ray Tune logger callback needs (checked before Ray starts) and its package
+TRACKERS = {"mlflow": ("mlflow", "mlflow-skinny"), "tensorboard": ("tensorboardX", "tensorboardX"),
+            "wandb": ("wandb", "wandb")}
+
+
+def check_trackers(names: list[str]) -> None:
+    import importlib.util
+
+    for name in names:
+        module, package = TRACKERS[name]
+        if importlib.util.find_spec(module) is None:
+            raise UsageError(f"--log {name} needs the {module!r} module, which is not installed; "
+                             f"pip install {package} (or drop --log {name})")
+
+
 Layer = tuple[dict[str, Any], dict[str, list[Any]]]  # (fixed values, sampled choices) of one source
 
 
@@ -170,9 +195,23 @@ def compose(file: Layer, flags: Layer, path: str | None = None) -> Layer:
     return fixed, choices
 
 
+def _confirm_preset(args: argparse.Namespace, choices: dict[str, list[Any]]) -> Preset:
+    from sweeps.confirm import ConfirmError, confirm_preset
+
+    if choices or args.search not in (None, "grid"):
+        raise UsageError("--confirm re-runs the search's front configs as a paired grid: --choice, 'choices' "
+                         "and --search optuna do not apply (--set does)")
+    if args.confirm == (args.name or f"{args.confirm}-confirm"):
+        raise UsageError(f"--name={args.name} is the search itself; the confirm needs a sweep of its own")
+    try:
+        return confirm_preset(Store(args.storage, args.confirm), args.seeds)
+    except ConfirmError as e:
+        raise UsageError(str(e)) from None
+
+
 def validate(args: argparse.Namespace) -> tuple[Preset, Store]:
     """Everything that can be checked before Ray starts; raises UsageError with one line."""
-    name = args.name or args.preset
+    name = args.name or (f"{args.confirm}-confirm" if args.confirm else args.preset)
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", ".."):
         raise UsageError(f"--name={name!r} is not allowed; expected letters, digits, '_', '-', '.'")
     if args.cpus_per_trial <= 0:
@@ -187,12 +226,17 @@ def validate(args: argparse.Namespace) -> tuple[Preset, Store]:
             raise UsageError(f"--storage={args.storage!r} is not a storage URI; expected e.g. s3://bucket/lthray")
     else:
         _check_storage(Path(args.storage).expanduser().resolve())
+    check_trackers(args.log)
     store = Store(args.storage, name)
     fixed, choices = compose(load_config_file(args.config) if args.config else ({}, {}),
                              (dict(args.overrides), dict(args.choices)), args.config)
     try:
-        preset = PRESETS[args.preset].with_choices(choices).with_overrides(fixed)
-        preset = dataclasses.replace(preset, search=args.search or preset.search)
+        if args.confirm:
+            preset = _confirm_preset(args, choices)
+        else:
+            preset = PRESETS[args.preset].with_choices(choices)
+            preset = dataclasses.replace(preset, search=args.search or preset.search)
+        preset = preset.with_overrides(fixed)
         preset.validate()
     except ConfigError as e:
         raise UsageError(str(e)) from None

@@ -1,7 +1,9 @@
 """Sweep magnitude IMP against random and explanation-guided pruning with Ray Tune + Optuna (3 objectives).
 
-    python sweeps/imp_vs_guided.py --preset digits --num-samples 8
-    python sweeps/imp_vs_guided.py --preset digits --num-samples 8 --resume     # after a crash / Ctrl+C
+    python sweeps/imp_vs_guided.py --num-samples 64              # the mission's search (fashion-search)
+    python sweeps/imp_vs_guided.py --num-samples 64 --resume     # after a crash / Ctrl+C: the same study
+    python sweeps/imp_vs_guided.py --confirm fashion-search --seeds 5   # its Pareto set, fresh seeds, vs IMP
+    python sweeps/imp_vs_guided.py --preset fashion              # the reference study's paired grid
 
 Results: Parquet rows in STORAGE/NAME/results/ (one file per trial and level), Tune's state in STORAGE/NAME/.
 Re-running the same command also resumes; --resume additionally insists there is something to resume.
@@ -30,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         preset, store = validate(args)
         num_samples = len(preset.grid()) if preset.search == "grid" else args.num_samples or preset.num_samples
-        meta = resume.sweep_meta(preset, num_samples)
+        meta = resume.sweep_meta(preset, num_samples, confirm_of=args.confirm)
         if store.exists("sweep.json"):
             resume.check_resume_matches(store, meta)
     except (UsageError, resume.ResumeMismatch) as e:
@@ -95,13 +97,52 @@ def make_tuner(fn: Any, args: argparse.Namespace, preset: Preset, store: Store, 
             space=functools.partial(sample, preset),  # plain-picklable: Tune saves the searcher
             # metric/mode go here only: also setting them on TuneConfig silently makes it single-objective
             metric=list(OBJECTIVES), mode=list(OBJECTIVES.values()),
+            # Multi-objective TPE rather than NSGA-II: NSGA-II's first generation alone is 50 random
+            # trials, most of a 64-trial budget; TPE models the front from its first 10 (n_startup_trials).
+            # Its constant liar (on by default) keeps concurrent trials from being suggested the same config.
             sampler=optuna.samplers.TPESampler(seed=seed), points_to_evaluate=points or None,
+            study_name=store.name, storage=study_storage(store),
         )
         space, tc = None, tune.TuneConfig(search_alg=ConcurrencyLimiter(search, max_concurrent=max_concurrent),
                                           num_samples=n)
     return tune.Tuner(fn, param_space=space, tune_config=tc, run_config=tune.RunConfig(
         name=store.name, storage_path=store.storage, failure_config=tune.FailureConfig(max_failures=args.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1), callbacks=[LevelPrinter()], verbose=0))
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1), callbacks=[LevelPrinter(), *trackers(args, store)],
+        verbose=0))
+
+
+def study_storage(store: Store) -> Any:
+    """The Optuna study's storage: SQLite at STORAGE/NAME/optuna.db, which a resume (Tune restores the
+    searcher, and each top-up round loads the study by name) continues and optuna-dashboard opens. On an
+    object store (s3://) SQLite cannot live in the bucket: the study is then in memory, pickled with Tune's
+    searcher state into the bucket (a resume still continues it), and the analysis reads the rows."""
+    if store.uri:
+        return None
+    import optuna
+
+    return optuna.storages.RDBStorage(f"sqlite:///{store.path('optuna.db')}")
+
+
+def trackers(args: argparse.Namespace, store: Store) -> list[Any]:
+    """Ray Tune's own logger callbacks for --log (each checked to be installed before Ray started)."""
+    out: list[Any] = []
+    for name in args.log:
+        if name == "mlflow":
+            from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+            uri = os.environ.get("MLFLOW_TRACKING_URI") or (
+                f"file://{store.path('mlruns')}" if not store.uri else f"file://{os.path.abspath('mlruns')}")
+            out.append(MLflowLoggerCallback(tracking_uri=uri, experiment_name=store.name, save_artifact=False))
+        elif name == "tensorboard":
+            from ray.tune.logger import TBXLoggerCallback
+
+            out.append(TBXLoggerCallback())  # event files in each trial's folder: tensorboard --logdir STORAGE/NAME
+        elif name == "wandb":
+            from ray.air.integrations.wandb import WandbLoggerCallback
+
+            os.environ.setdefault("WANDB_MODE", "offline")  # nothing leaves the machine unless asked
+            out.append(WandbLoggerCallback(project=store.name, mode=os.environ["WANDB_MODE"]))
+    return out
 
 
 def run(args: argparse.Namespace, preset: Preset, store: Store, meta: dict[str, Any], num_samples: int) -> int:

@@ -20,8 +20,11 @@ class ResumeMismatch(Exception):
     """The sweep folder was started with other settings."""
 
 
-def sweep_meta(preset: Preset, num_samples: int) -> dict[str, Any]:
-    return {"preset": preset.name, "signature": preset.signature(), "num_samples": num_samples}
+def sweep_meta(preset: Preset, num_samples: int, confirm_of: str | None = None) -> dict[str, Any]:
+    """sweep.json: what a resume must match (preset, signature, num_samples), and what the analysis reads
+    to tell a search from a grid and a confirm from either."""
+    return {"preset": preset.name, "signature": preset.signature(), "num_samples": num_samples,
+            "search": preset.search, **({"confirm_of": confirm_of} if confirm_of else {})}
 
 
 def check_resume_matches(store: Store, meta: dict[str, Any]) -> None:

@@ -23,11 +23,14 @@ import torch
 from lthray import results
 from lthray.config import from_flat, run_id, to_json
 from lthray.lottery import run_trial
-from sweeps.presets import PRESETS
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
-FLAT = {**PRESETS["smoke"].base, "prune.method": "imp", "prune.rewind": "weight", "prune.rewind_step": "5it",
-        "prune.lambda_fid": 0.0, "seed": 0}
+# The smoke preset's base when the run was recorded, written out: a preset may change, this trial may not.
+FLAT = {"data.dataset": "digits", "data.probe_size": 16, "model.name": "convnet", "train.epochs": 2,
+        "train.batch_size": 128, "prune.levels": 2, "prune.rate": 0.5, "explain.faithfulness": "confidence_drop",
+        "explain.guide_size": 64, "concepts.proj_steps": 30,
+        "prune.method": "imp", "prune.rewind": "weight", "prune.rewind_step": "5it", "prune.lambda_fid": 0.0,
+        "seed": 0}
 FLAT64 = {**FLAT, "train.dtype": "float64"}
 
 # Largest |value - recorded| of the float32 trial over its 3 levels, across 9 forced kernel sets

@@ -1,0 +1,35 @@
+"""The Pareto set of a search: trials no other trial beats on every objective at once.
+
+A pure function over final rows, shared by the search report and by `--confirm`, which re-runs exactly
+this set (so the report and the confirm can never disagree about which configs are "the front")."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+# The search's three objectives, all maximised, all read at the target density (sweeps/trainable.py).
+OBJECTIVES = ("test_acc", "cam_spearman", "concept_topk_overlap")
+
+
+def nondominated(values: np.ndarray) -> np.ndarray:
+    """Bool per row of an (n, k) array, every column maximised: True where no other row is >= on every
+    column and > on one. Ties (equal rows) are all kept. O(n^2 k): a search has at most a few hundred
+    trials, and scipy/sklearn have no Pareto filter."""
+    v = np.asarray(values, dtype=float)
+    keep = np.ones(len(v), dtype=bool)
+    for i in range(len(v)):
+        ge = (v >= v[i]).all(axis=1)
+        gt = (v > v[i]).any(axis=1)
+        keep[i] = not (ge & gt).any()
+    return keep
+
+
+def pareto_set(final: pd.DataFrame, objectives: tuple[str, ...] = OBJECTIVES) -> pd.DataFrame:
+    """The rows of `final` (one per trial, at one density) on the Pareto front, best accuracy first.
+    Rows with a missing objective (a diverged trial) are never on it."""
+    d = final.dropna(subset=list(objectives))
+    if d.empty:
+        return d
+    return d[nondominated(d[list(objectives)].to_numpy())].sort_values(
+        list(objectives), ascending=False).reset_index(drop=True)
