@@ -21,11 +21,20 @@ from scipy import stats as sps
 
 from analysis import stats
 from analysis.front import OBJECTIVES, pareto_set
-from analysis.load import final_rows
 
 NAMES = {"test_acc": "accuracy", "cam_spearman": "Grad-CAM Spearman to dense",
          "concept_topk_overlap": "concept top-k overlap with dense"}
 ALPHA = 0.05
+
+
+def last_levels(rows: pd.DataFrame) -> pd.DataFrame:
+    """Each finished run's row at its schedule's last level (prune.levels of its config): the target
+    density. A run that diverged, or has not reached its last level yet, has no such row (a comparison
+    at an earlier level would be at another density)."""
+    ok = rows[rows["status"] == "ok"]
+    bad = set(rows.loc[rows["status"] != "ok", "run_id"])
+    levels = ok["config_json"].map(lambda c: json.loads(c).get("prune.levels", 5))
+    return ok[(ok["level"] == levels) & ~ok["run_id"].isin(bad)].reset_index(drop=True)
 
 
 def flat_configs(final: pd.DataFrame) -> pd.DataFrame:
@@ -102,8 +111,9 @@ def knob_chart(final: pd.DataFrame, knob: str, title: str, color: alt.Color) -> 
 def search_section(r, rows: pd.DataFrame, out: Path, name: str) -> None:
     """The search's Pareto set at its target density, its parameter importances and what g and
     lambda_fid buy and cost. `r` is an analysis.report.Report."""
-    trials = final_rows(rows)
-    diverged = rows["run_id"].nunique() - len(trials)
+    trials = last_levels(rows)
+    diverged = int(rows.loc[rows["status"] != "ok", "run_id"].nunique())
+    unfinished = rows["run_id"].nunique() - len(trials) - diverged
     final, other = at_one_density(trials)
     density = float(final["density"].iloc[0])
     kn = knobs(final)
@@ -113,7 +123,8 @@ def search_section(r, rows: pd.DataFrame, out: Path, name: str) -> None:
     r.bullets([
         f"{len(final)} trials, each read at its last level: density {stats.pct(density)} "
         f"({density:.5f}) for every one of them" + (f"; {other} trials at another density left out" if other else "")
-        + (f"; {diverged} diverged trials left out" if diverged else "") + ".",
+        + (f"; {diverged} diverged trials left out" if diverged else "")
+        + (f"; {unfinished} unfinished trials (short of their last level) left out" if unfinished else "") + ".",
         "Searched: " + ", ".join(f"{k} in {sorted(kn[k].unique().tolist(), key=str)}" for k in kn.columns) + ".",
         f"Each point is a single trial at seed {sorted(set(final['seed']))}: the Pareto set below is the best of "
         f"{len(final)} single noisy trials and claims nothing; `python sweeps/imp_vs_guided.py --confirm {name}` "
@@ -161,7 +172,7 @@ def confirm_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Per front config: paired difference from IMP (same design, seed) at the last level (the target
     density), mean and 95% t CI per objective, paired t-test p-values Holm-adjusted over every config
     and objective (one family), and a verdict."""
-    final = stats.with_design(final_rows(rows))
+    final = stats.with_design(last_levels(rows))
     ref = final[final["family"] == stats.label(*stats.REFERENCE)].set_index(["design", "seed"])
     recs = []
     for (design, family), g in final[final["family"] != stats.label(*stats.REFERENCE)].groupby(["design", "family"]):
@@ -213,6 +224,10 @@ def confirm_section(r, rows: pd.DataFrame, out: Path, search: str) -> None:
     """Which front configs of the search `search` hold up against IMP at the target density."""
     t = confirm_table(rows)
     r.heading("Confirm: the search's Pareto set against IMP, with fresh seeds")
+    short = rows["run_id"].nunique() - last_levels(rows)["run_id"].nunique()
+    if short:
+        r.para(f"{short} runs have no row at their last level (unfinished or diverged) and are left out: "
+               "every comparison below is at the target density.")
     if t.empty:
         r.para("No front config shares a design and seed with an IMP run: nothing to compare.")
         return

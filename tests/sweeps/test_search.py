@@ -233,3 +233,22 @@ def test_search_study_is_stored_resumed_after_kill_and_confirmed(tmp_path):
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "Confirm: the search's Pareto set against IMP" in md and "Holm" in md
     assert os.path.exists(tmp_path / "rep" / "confirm.csv")
+
+
+def test_confirm_compares_only_at_the_last_level_and_holm_corrects(make_row):
+    from analysis.search import confirm_table, holm
+
+    base = {**PRESETS["smoke"].base, "prune.rewind": "weight"}
+    rows = []
+    for seed in (1, 2, 3):
+        for method, g, acc in (("cam_guided", 0.5, 0.80 + 0.01 * seed), ("imp", 0.0, 0.70)):
+            cfg = from_flat({**base, "prune.method": method, "prune.guidance_weight": g, "seed": seed})
+            last = 2 if method == "cam_guided" or seed < 3 else 1  # IMP at seed 3 stopped at level 1
+            for level in range(last + 1):
+                rows.append(make_row(run_id=run_id(cfg), method=method, guidance_weight=g, seed=seed, level=level,
+                                     density=0.5**level, test_acc=acc if level == 2 else 0.9,
+                                     config_json=to_json(cfg)))
+    t = confirm_table(pd.DataFrame(rows))
+    assert len(t) == 1 and t.loc[0, "pairs"] == 2  # seed 3's IMP has no target-density row: not paired
+    assert t.loc[0, "density"] == 0.25 and t.loc[0, "d_test_acc"] == pytest.approx(0.115)
+    assert holm(np.array([0.01, 0.04, 0.03])).tolist() == pytest.approx([0.03, 0.06, 0.06])
