@@ -118,7 +118,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_positive_int("--seeds"), default=5, help="seeds per config of --confirm")
     p.add_argument("--log", choices=sorted(TRACKERS), action="append", default=[],
                    help="also hand the per-level metrics to an experiment tracker through Ray Tune's own logger "
-                        "callback: mlflow (a local file store, STORAGE/NAME/mlruns, unless MLFLOW_TRACKING_URI "
+                        "callback: mlflow (a local SQLite store, STORAGE/NAME/mlflow.db, unless MLFLOW_TRACKING_URI "
                         "is set), tensorboard, wandb (offline unless WANDB_MODE says otherwise); repeatable")
     p.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local Ray)")
     return p

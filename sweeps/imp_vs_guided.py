@@ -130,8 +130,9 @@ def trackers(args: argparse.Namespace, store: Store) -> list[Any]:
         if name == "mlflow":
             from ray.air.integrations.mlflow import MLflowLoggerCallback
 
+            # A local SQLite store (MLflow 3 keeps its ./mlruns file store in maintenance mode and refuses it)
             uri = os.environ.get("MLFLOW_TRACKING_URI") or (
-                f"file://{store.path('mlruns')}" if not store.uri else f"file://{os.path.abspath('mlruns')}")
+                f"sqlite:///{store.path('mlflow.db')}" if not store.uri else f"sqlite:///{os.path.abspath('mlflow.db')}")
             out.append(MLflowLoggerCallback(tracking_uri=uri, experiment_name=store.name, save_artifact=False))
         elif name == "tensorboard":
             from ray.tune.logger import TBXLoggerCallback
