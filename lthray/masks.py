@@ -79,10 +79,10 @@ def prune(scores: Scores, mask: Mask, fraction: float, scope: str = "global") ->
 
 
 def prune_to(scores: Scores, mask: Mask, target: float, scope: str = "global") -> Mask:
-    """Prune `mask` to `target` density exactly: keep round(total * target) weights (global), or
-    round(layer total * target) of each layer (layer), lowest score first. A schedule that declares its
-    last density (prune.target_density) ends there to within one weight (per layer for 'layer'), where a
-    fixed rate per level would round once per level and drift."""
+    """Prune `mask` to `target` density exactly: keep round(total * target) weights, lowest score first,
+    ranked across all layers (global) or apportioned over the layers, each within one weight of its own
+    share (layer). A schedule that declares its last density (prune.target_density) ends there to the
+    weight, where a fixed rate per level would round once per level and drift."""
     if scope == "layer":
         quota = _apportion({k: m.numel() for k, m in mask.items()}, target)
         return {k: _keep_top(scores[k], m, min(int(m.sum()), quota[k])) for k, m in mask.items()}
