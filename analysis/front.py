@@ -5,11 +5,23 @@ this set (so the report and the confirm can never disagree about which configs a
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
 # The search's three objectives, all maximised, all read at the target density (sweeps/trainable.py).
 OBJECTIVES = ("test_acc", "cam_spearman", "concept_topk_overlap")
+
+
+def last_levels(rows: pd.DataFrame) -> pd.DataFrame:
+    """Each finished run's row at its schedule's last level (prune.levels of its config): the target
+    density. A run that diverged, or has not reached its last level yet, has no such row (a comparison
+    at an earlier level would be at another density)."""
+    ok = rows[rows["status"] == "ok"]
+    bad = set(rows.loc[rows["status"] != "ok", "run_id"])
+    levels = ok["config_json"].map(lambda c: json.loads(c).get("prune.levels", 5))
+    return ok[(ok["level"] == levels) & ~ok["run_id"].isin(bad)].reset_index(drop=True)
 
 
 def nondominated(values: np.ndarray) -> np.ndarray:

@@ -20,21 +20,11 @@ import pandas as pd
 from scipy import stats as sps
 
 from analysis import stats
-from analysis.front import OBJECTIVES, pareto_set
+from analysis.front import OBJECTIVES, last_levels, pareto_set
 
 NAMES = {"test_acc": "accuracy", "cam_spearman": "Grad-CAM Spearman to dense",
          "concept_topk_overlap": "concept top-k overlap with dense"}
 ALPHA = 0.05
-
-
-def last_levels(rows: pd.DataFrame) -> pd.DataFrame:
-    """Each finished run's row at its schedule's last level (prune.levels of its config): the target
-    density. A run that diverged, or has not reached its last level yet, has no such row (a comparison
-    at an earlier level would be at another density)."""
-    ok = rows[rows["status"] == "ok"]
-    bad = set(rows.loc[rows["status"] != "ok", "run_id"])
-    levels = ok["config_json"].map(lambda c: json.loads(c).get("prune.levels", 5))
-    return ok[(ok["level"] == levels) & ~ok["run_id"].isin(bad)].reset_index(drop=True)
 
 
 def flat_configs(final: pd.DataFrame) -> pd.DataFrame:

@@ -12,8 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from analysis.front import pareto_set
-from analysis.load import final_rows
+from analysis.front import last_levels, pareto_set
 from lthray import results
 from lthray.presets import Preset
 from sweeps import resume
@@ -46,7 +45,7 @@ def front_configs(search: Store) -> tuple[list[dict[str, Any]], set[int], dict[s
         raise ConfirmError(f"--confirm {search.name}: the search is unfinished ({len(done)}/{meta['num_samples']} "
                            f"trials complete); finish it first with --name {search.name} --resume")
     rows = results.read(rdir).to_pandas()
-    front = pareto_set(final_rows(rows[rows["run_id"].isin(done)]))
+    front = pareto_set(last_levels(rows[rows["run_id"].isin(done)]))
     if front.empty:
         raise ConfirmError(f"--confirm {search.name}: no trial of the search finished without diverging")
     return [json.loads(c) for c in front["config_json"]], set(int(s) for s in rows["seed"]), meta
