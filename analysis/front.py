@@ -10,6 +10,8 @@ import json
 import numpy as np
 import pandas as pd
 
+from lthray.config import from_flat
+
 # The search's three objectives, all maximised, all read at the target density (sweeps/trainable.py).
 OBJECTIVES = ("test_acc", "cam_spearman", "concept_topk_overlap")
 
@@ -20,7 +22,7 @@ def last_levels(rows: pd.DataFrame) -> pd.DataFrame:
     at an earlier level would be at another density)."""
     ok = rows[rows["status"] == "ok"]
     bad = set(rows.loc[rows["status"] != "ok", "run_id"])
-    levels = ok["config_json"].map(lambda c: json.loads(c).get("prune.levels", 5))
+    levels = ok["config_json"].map(lambda c: from_flat(json.loads(c)).prune.levels)
     return ok[(ok["level"] == levels) & ~ok["run_id"].isin(bad)].reset_index(drop=True)
 
 
