@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from lthray import data as data_mod
-from lthray import masks
+from lthray import masks, schedule
 from lthray.config import TrainConfig, from_flat
 from lthray.models import build
 from lthray.train import train
@@ -123,7 +123,7 @@ def _explain_parts(cfg) -> dict[str, float]:
 
     d = data_mod.load(cfg.data.dataset, cfg.data.probe_size, "cpu")
     model = build(cfg.model.name, 10, 0)
-    train(model, d, cfg.train, mask=None, start=0, end=cfg.total_steps, seed=0)
+    train(model, d, cfg.train, mask=None, start=0, end=schedule.total_steps(cfg), seed=0)
     out, t = {}, time.perf_counter()
     maps = gradcam(model, model.cam_layer, d.probe_x, d.probe_y)
     out["grad-cam"], t = time.perf_counter() - t, time.perf_counter()

@@ -13,10 +13,11 @@ from pathlib import Path
 import torch
 
 from lthray import data
-from lthray.config import ConfigError, from_flat, parse_override, run_id
+from lthray.config import ConfigError, parse_override, run_id
 from lthray.explain.concepts import ConceptBankUnavailable
 from lthray.lottery import run_trial
 from lthray.results import progress_line
+from lthray.validate import config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --preset={args.preset!r} is not one of {sorted(PRESETS)}", file=sys.stderr)
         return 2
     try:
-        cfg = from_flat({**PRESETS[args.preset].base, **dict(parse_override(item) for item in args.overrides)})
+        cfg = config({**PRESETS[args.preset].base, **dict(parse_override(item) for item in args.overrides)})
         data.load(cfg.data.dataset, cfg.data.probe_size, "cpu", cfg.data.train_size)  # missing data: exit 2 now
         if cfg.concepts.enabled and cfg.concepts.source == "imagenet":
             from lthray.explain.concept_sources import load_efficientnet

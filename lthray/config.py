@@ -1,4 +1,8 @@
-"""Hyperparameters as small frozen dataclasses (open_lth style), validated on construction.
+"""Hyperparameters as small frozen dataclasses (open_lth style), their ranges checked on construction.
+
+A leaf module: it imports nothing from lthray, so every layer can use it. What needs a registry (is the
+method, model or dataset known; does the method allow this rewind; is the rewind point inside the
+schedule) is checked by `lthray.validate.check`, which every entry point calls.
 
 `run_id(cfg)` hashes the fields that differ from their defaults, so adding a field with a default
 later keeps every old id (and so every finished run) valid. `to_flat`/`from_flat` map a config 1:1
@@ -97,31 +101,21 @@ class DataConfig:
     augment: bool = True
 
     def __post_init__(self) -> None:
-        from lthray.data import DATASETS
-
-        _check(self.dataset in DATASETS, "data.dataset", self.dataset, f"one of {DATASETS.names()}")
+        # the dataset's name and size are checked against its registry by lthray.validate
+        _check(isinstance(self.dataset, str) and bool(self.dataset), "data.dataset", self.dataset, "a dataset name")
         _check(isinstance(self.probe_size, int) and 2 <= self.probe_size <= 1024, "data.probe_size",
                self.probe_size, "an integer in [2, 1024]")
         _check(isinstance(self.augment, bool), "data.augment", self.augment, "true or false")
-        n = DATASETS.get(self.dataset).num_train
-        _check(isinstance(self.train_size, int) and (self.train_size == 0 or 100 <= self.train_size <= n),
-               "data.train_size", self.train_size, f"0 (all) or an integer in [100, {n}]")
-
-    @property
-    def num_train(self) -> int:
-        from lthray.data import DATASETS
-
-        return self.train_size or DATASETS.get(self.dataset).num_train
+        _check(isinstance(self.train_size, int) and (self.train_size == 0 or self.train_size >= 100),
+               "data.train_size", self.train_size, "0 (all) or an integer >= 100")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = "convnet"
 
-    def __post_init__(self) -> None:
-        from lthray.models import MODELS
-
-        _check(self.name in MODELS, "model.name", self.name, f"one of {MODELS.names()}")
+    def __post_init__(self) -> None:  # the name is checked against lthray.models.MODELS by lthray.validate
+        _check(isinstance(self.name, str) and bool(self.name), "model.name", self.name, "a model name")
 
 
 DTYPES = ("float32", "float64")
@@ -170,11 +164,7 @@ class PruneConfig:
     lambda_fid: float = 0.0  # explanation-preserving retraining: + lambda_fid * (1 - cos(CAM, dense CAM))
     pai_iterations: int = 100  # rounds of iterative pruning at initialisation (SynFlow; Tanaka et al. use 100)
 
-    def __post_init__(self) -> None:
-        from lthray.criteria import METHODS
-        from lthray.rewind import REWINDS
-
-        _check(self.method in METHODS, "prune.method", self.method, f"one of {METHODS.names()}")
+    def __post_init__(self) -> None:  # method and rewind names: lthray.validate, against their registries
         _check(self.scope in SCOPES, "prune.scope", self.scope, f"one of {list(SCOPES)}")
         _check(0 < self.rate < 1, "prune.rate", self.rate, "a fraction in (0, 1)")
         _check(isinstance(self.levels, int) and 1 <= self.levels <= 100, "prune.levels", self.levels,
@@ -182,16 +172,11 @@ class PruneConfig:
         if self.target_density is not None:
             _check(0 < self.target_density <= 1, "prune.target_density", self.target_density,
                    "a density (fraction of weights remaining) in (0, 1]")
-        _check(self.rewind in REWINDS, "prune.rewind", self.rewind, f"one of {REWINDS.names()}")
         Step.parse(self.rewind_step)  # syntax and sign; the upper bound needs the data (TrialConfig)
         _check(0 <= self.guidance_weight <= 1, "prune.guidance_weight", self.guidance_weight, "a number in [0, 1]")
         _check(0 <= self.lambda_fid <= 100, "prune.lambda_fid", self.lambda_fid, "a number in [0, 100]")
         _check(isinstance(self.pai_iterations, int) and 1 <= self.pai_iterations <= 1000, "prune.pai_iterations",
                self.pai_iterations, "an integer in [1, 1000]")
-        if METHODS.get(self.method).needs_weight_rewind:
-            _check(self.rewind == "weight", "prune.rewind", self.rewind,
-                   f"'weight' with prune.method={self.method!r} (it trains each level from a fresh starting "
-                   "point: the rewind point's weights or a new initialisation, which only weight rewinding defines)")
 
     @property
     def rewind_at(self) -> Step:
@@ -309,32 +294,8 @@ class TrialConfig:
     seed: int = 0  # initial weights, data order, augmentation, random pruning
 
     def __post_init__(self) -> None:
+        # What depends on registries (names, dataset sizes, what a method allows) is lthray.validate's.
         _check(isinstance(self.seed, int) and self.seed >= 0, "seed", self.seed, "an integer >= 0")
-        from lthray.criteria import METHODS
-
-        if METHODS.get(self.prune.method).guide == "concept":
-            _check(self.concepts.enabled, "concepts.enabled", self.concepts.enabled,
-                   "true with prune.method='concept_guided' (it scores weights by the PCBM's concepts)")
-        total, k = self.total_steps, self.rewind_steps
-        _check(k < total, "prune.rewind_step", self.prune.rewind_step,
-               f"a step before the end of training ({total} iterations = {self.train.epochs} epochs)")
-
-    @property
-    def steps_per_epoch(self) -> int:
-        from lthray.data import DATASETS, steps_per_epoch
-
-        n = steps_per_epoch(self.data.num_train, self.train.batch_size)
-        _check(n >= 1, "train.batch_size", self.train.batch_size,
-               f"at most the {self.data.num_train} training images of {DATASETS.get(self.data.dataset).name}")
-        return n
-
-    @property
-    def total_steps(self) -> int:
-        return self.train.epochs * self.steps_per_epoch
-
-    @property
-    def rewind_steps(self) -> int:
-        return self.prune.rewind_at.iterations(self.steps_per_epoch)
 
 
 _SECTIONS = {f.name: f.type for f in fields(TrialConfig) if f.name != "seed"}
@@ -350,8 +311,14 @@ def to_flat(cfg: TrialConfig) -> dict[str, Any]:
     return out
 
 
+# Values that were renamed: configs and rows written before still read (the new name is used).
+RENAMED: dict[str, dict[Any, Any]] = {"prune.method": {"stability": "movement_guided"}}
+
+
 def from_flat(flat: dict[str, Any]) -> TrialConfig:
-    """Inverse of `to_flat`; missing keys take defaults, unknown keys are an error."""
+    """Inverse of `to_flat`; missing keys take defaults, unknown keys are an error, renamed values
+    (RENAMED) read as their new names."""
+    flat = {k: RENAMED.get(k, {}).get(v, v) if isinstance(v, str) else v for k, v in flat.items()}
     parts: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
     seed = flat.get("seed", 0)
     defaults = TrialConfig()

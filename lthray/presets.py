@@ -13,8 +13,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from lthray.config import ConfigError, from_flat
-from lthray.criteria import METHODS
+from lthray import methods
+from lthray.config import ConfigError
+from lthray.methods import is_guided
+from lthray.validate import config
 
 
 @dataclass(frozen=True)
@@ -74,11 +76,11 @@ class Preset:
         search must end every schedule at one density: its objectives are read at the last level, and
         comparing trials at different densities would reward pruning less."""
         if not self.points:
-            from_flat(self.base)
+            config(self.base)
         finals = {}
         for choice in self._choices():
             try:
-                cfg = from_flat({**self.base, **choice})
+                cfg = config({**self.base, **choice})
             except ConfigError as e:
                 raise ConfigError(f"preset {self.name!r} can sample an invalid config {choice}: {e}") from None
             finals.setdefault(round(cfg.prune.density_at(cfg.prune.levels), 12), choice)
@@ -97,24 +99,24 @@ class Preset:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def is_guided(method: str) -> bool:
-    return METHODS.get(method).guide is not None
-
-
 _REWIND = {"prune.rewind": ["weight", "lr", "finetune"]}
-_METHODS = {"prune.method": ["imp", "cam_guided", "concept_guided", "stability", "random"]}
 _GUIDED = {"prune.guidance_weight": [0.25, 0.5, 1.0]}
-ALL_METHODS = ["imp", "random", "cam_guided", "concept_guided", "stability"]
+# Method lists come from the registry (lthray.methods): a newly registered guided method joins every
+# study, and every pruning-at-initialisation method the controls.
+GUIDED_METHODS = methods.names(guided=True)
+ALL_METHODS = ["imp", "random", *GUIDED_METHODS]
+_METHODS = {"prune.method": ALL_METHODS}
 # The lottery-ticket literature's controls and baselines (README: Methods): random pruning, the random
-# reinitialisation control and three pruning-at-initialisation methods, all at IMP's levels' densities.
-CONTROLS = ["imp", "random", "reinit", "snip", "grasp", "synflow"]
+# reinitialisation control and the pruning-at-initialisation methods, all at IMP's levels' densities.
+CONTROLS = ["imp", "random", *methods.names(reinit=True), *methods.names(at_init=True)]
 
 # Fashion-MNIST study: every method at one schedule, rewind and training length, 3 seeds, paired by
 # (seed, level). The convnet's weights sit in its convolutions (60,048 conv vs 640 in the head), so its
 # accuracy knee falls within the levels; a network dominated by one big FC layer keeps dense accuracy
 # down to below 1% density on this data and would show no knee at all.
 _FASHION = {"data.dataset": "fashion_mnist", "data.probe_size": 64, "model.name": "convnet",
-            "data.augment": False, "train.batch_size": 128, "train.lr": 0.1, "prune.rewind": "weight", "prune.rewind_step": "0it",
+            "data.augment": False, "train.batch_size": 128, "train.lr": 0.1, "prune.rewind": "weight",
+            "prune.rewind_step": "0it",
             "concepts.source": "imagenet", "explain.faithfulness": "road"}
 
 # The mission's search: every schedule (one-shot, or 2-6 levels of iterative pruning) ends at the same
@@ -125,7 +127,7 @@ _FASHION = {"data.dataset": "fashion_mnist", "data.probe_size": 64, "model.name"
 # re-runs the front with fresh seeds, paired with IMP.
 TARGET_DENSITY = 0.0256
 _SEARCH = {
-    "prune.method": ["cam_guided", "concept_guided", "stability"],
+    "prune.method": GUIDED_METHODS,
     "prune.guidance_weight": [0.0, 0.1, 0.25, 0.5, 0.75, 1.0],
     "prune.lambda_fid": [0.0, 0.1, 0.3, 1.0],
     "prune.levels": [1, 2, 4, 6],  # per-level rate 97.4% (one-shot), 84%, 60%, 45.7%
@@ -228,4 +230,4 @@ def sample(preset: Preset, trial: Any) -> dict[str, Any]:
     return out
 
 
-__all__ = ["PRESETS", "Preset", "sample"]
+__all__ = ["ALL_METHODS", "CONTROLS", "GUIDED_METHODS", "PRESETS", "Preset", "is_guided", "sample"]

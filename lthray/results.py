@@ -52,7 +52,7 @@ class LevelRecord:
     sweep: str = col(_S, "sweep name ('single' for python -m lthray)")
     run_id: str = col(_S, "hash of the config's non-default fields: names the run's folder", report=True)
     trial_id: str = col(_S, "Ray Tune's trial id (run_id outside Ray)")
-    method: str = col(_S, "pruning method (criteria.METHODS)", report=True, show="{:>14}")
+    method: str = col(_S, "pruning method (lthray.methods.METHODS)", report=True, show="{:>14}")
     scope: str = col(_S, "global: one ranking over all layers | layer: same fraction per layer")
     model: str = col(_S, "model name (models.MODELS)")
     dataset: str = col(_S, "dataset name (data.DATASETS)")
@@ -271,17 +271,31 @@ def read_tagged(path: str, fs: pafs.FileSystem, tag: str, what: str) -> tuple[pa
     return t, int(version)
 
 
-def read(results_dir: str | Path) -> pa.Table:
-    """All rows under `results_dir`; ResultsError naming the first file that is not an lthray result."""
+def read(results_dir: str | Path, files: list[str] | None = None) -> pa.Table:
+    """All rows under `results_dir` (or those of `files` in it); ResultsError naming the first file that
+    is not an lthray result."""
     fs, _ = storage.resolve(results_dir)
     tables = []
-    for p in result_files(results_dir):
+    for p in result_files(results_dir) if files is None else files:
         t, version = read_tagged(p, fs, "lthray.schema_version", "results file")
         if not 2 <= version <= SCHEMA_VERSION:
             raise ResultsError(f"{p}: schema version {version}, this lthray reads versions 2 to {SCHEMA_VERSION}")
         t = _upgrade(t, version) if version < SCHEMA_VERSION else t
         tables.append(t.select(SCHEMA.names).cast(SCHEMA))
     return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+
+
+def read_run(results_dir: str | Path, run_id: str, levels: range) -> list[dict[str, Any]]:
+    """The rows of `run_id`'s `levels` that exist, in level order (only their files are read)."""
+    names = [f"{str(results_dir).rstrip('/')}/{row_name(run_id, lv)}" for lv in levels]
+    present = [n for n in names if storage.exists(n)]
+    return read(results_dir, present).to_pylist() if present else []
+
+
+def trial_finished(levels: int, finished: set[int], diverged: bool) -> bool:
+    """The one definition of a finished trial, for the level loop, the trainable and a sweep's tally:
+    every level 0..levels has finished, or one diverged (no level after it is trained)."""
+    return diverged or finished >= set(range(levels + 1))
 
 
 @lru_cache(maxsize=1)

@@ -45,6 +45,17 @@ class TrainResult:
     last_loss: float
 
 
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
+                           weight_decay=cfg.weight_decay)
+
+
+def _autocast(x: torch.Tensor) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA in float32; float64 asks for exactness, and CPUs gain nothing from it."""
+    fast = x.device.type == "cuda" and x.dtype == torch.float32
+    return torch.autocast("cuda", dtype=torch.bfloat16) if fast else contextlib.nullcontext()
+
+
 def train(
     model: nn.Module,
     data: Data,
@@ -64,31 +75,25 @@ def train(
     sees the weights after k steps: the rewind point. A fresh optimizer is made: momentum is not rewound.
     Raises Diverged if the loss stops being finite.
     """
-    device = data.train_x.device
     spe = steps_per_epoch(len(data.train_x), cfg.batch_size)
-    total = cfg.epochs * spe
     masked = masks.as_float(model, mask or {})
     masks.rezero(*masked)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
-                          weight_decay=cfg.weight_decay)
-    fast = device.type == "cuda" and data.train_x.dtype == torch.float32  # float64 asks for exactness
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if fast else contextlib.nullcontext()
+    opt, autocast = _optimizer(model, cfg), _autocast(data.train_x)
     model.train()
     t0, order, order_epoch = time.perf_counter(), torch.empty(0), -1
-    last_loss = torch.zeros((), device=device)
+    last_loss = torch.zeros((), device=data.train_x.device)
     for step in range(start, end):
         if on_step is not None:
             on_step(step)
         epoch, i = divmod(step, spe)
         if epoch != order_epoch:
-            order, order_epoch = epoch_order(len(data.train_x), seed, epoch).to(device), epoch
+            order, order_epoch = epoch_order(len(data.train_x), seed, epoch).to(data.train_x.device), epoch
         x, y = batch_at(data, order, i, cfg.batch_size, torch.Generator().manual_seed(step_seed(seed, 2, step)))
         for group in opt.param_groups:
-            group["lr"] = constant_lr if constant_lr is not None else lr_at(step, total, cfg)
+            group["lr"] = constant_lr if constant_lr is not None else lr_at(step, cfg.epochs * spe, cfg)
         with autocast:
             loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
-            if extra_loss is not None:
-                loss = loss + extra_loss(model)
+            loss = loss + extra_loss(model) if extra_loss is not None else loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

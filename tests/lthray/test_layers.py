@@ -1,4 +1,6 @@
-"""The package's import layers: lthray never imports Ray, and no module imports one above it."""
+"""The package's import structure: lthray never imports Ray, no module imports one above it (imports
+inside functions included), config is a leaf, and no import cycle exists in lthray, sweeps, analysis
+or bench."""
 
 import ast
 import subprocess
@@ -7,17 +9,49 @@ from pathlib import Path
 
 import lthray
 
-ROOT = Path(lthray.__file__).resolve().parent
+REPO = Path(lthray.__file__).resolve().parent.parent
+PACKAGES = ("lthray", "sweeps", "analysis", "bench")
 
-# Lower layers never import higher ones at module level (config validates against registries of
-# higher layers lazily, inside __post_init__, exactly as before the reshape).
+# Lower layers never import higher ones, not even lazily inside a function.
 LAYERS = [
-    {"registry", "storage", "modes", "config"},
-    {"data", "masks", "models", "results", "rewind"},
-    {"criteria", "explain", "train", "instability", "mask_files"},
+    {"registry", "storage", "modes", "config", "fashion_mnist"},
+    {"data", "masks", "models", "results", "schedule"},
+    {"rewind", "methods", "explain", "train", "instability", "mask_files", "validate"},
     {"lottery", "presets"},
     {"__main__"},
 ]
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for pkg in PACKAGES:
+        for path in (REPO / pkg).rglob("*.py"):
+            rel = path.relative_to(REPO).with_suffix("")
+            out[".".join(p for p in rel.parts if p != "__init__")] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def imports_of(mod: str) -> set[str]:
+    """Every project module `mod` imports, at module level or inside a function (relative imports and
+    `from pkg import submodule` resolved to the module)."""
+    path = MODULES[mod]
+    package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+            for a in node.names:
+                sub = f"{base}.{a.name}"
+                out.add(sub if sub in MODULES else base)
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+    return {m for m in out if m.split(".")[0] in PACKAGES or m.startswith("ray")}
 
 
 def _layer(mod: str) -> int:
@@ -25,32 +59,52 @@ def _layer(mod: str) -> int:
     return next(i for i, names in enumerate(LAYERS) if head in names)
 
 
-def _top_level_imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
-    out = set()
-    for node in tree.body:  # module level only: lazy imports inside functions are the allowed way up
-        if isinstance(node, ast.ImportFrom) and node.module:
-            out.add(node.module)
-            if node.module == "lthray":
-                out |= {f"lthray.{a.name}" for a in node.names}
-        elif isinstance(node, ast.Import):
-            out |= {a.name for a in node.names}
-    return out
-
-
 def test_no_module_imports_one_above_it_and_none_imports_ray():
-    for path in ROOT.rglob("*.py"):
-        rel = path.relative_to(ROOT.parent).with_suffix("")
-        mod = ".".join(p for p in rel.parts if p != "__init__")
-        if mod == "lthray":
-            continue
-        for imp in _top_level_imports(path):
+    for mod in (m for m in MODULES if m.startswith("lthray.")):
+        for imp in imports_of(mod):
             assert not imp.startswith("ray"), f"{mod} imports {imp}: the library never imports Ray"
             if imp.startswith("lthray."):
                 assert _layer(imp) <= _layer(mod), f"{mod} (layer {_layer(mod)}) imports {imp} ({_layer(imp)})"
 
 
-def test_importing_config_loads_no_torch_and_no_higher_module():
+def test_config_imports_nothing_from_lthray_even_inside_functions():
+    assert imports_of("lthray.config") == set()
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """A cycle of the import graph as a path (first == last), or None."""
+    state: dict[str, int] = {}  # 1 on the stack, 2 done
+    stack: list[str] = []
+
+    def visit(m: str) -> list[str] | None:
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(graph.get(m, ())):
+            if state.get(n) == 1:
+                return stack[stack.index(n):] + [n]
+            if n not in state and (found := visit(n)):
+                return found
+        stack.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state and (found := visit(m)):
+            return found
+    return None
+
+
+def test_no_import_cycle_anywhere():
+    graph = {m: {i for i in imports_of(m) if i in MODULES and i != m} for m in MODULES}
+    assert _cycle(graph) is None, " -> ".join(_cycle(graph))
+
+
+def test_the_cycle_finder_finds_a_cycle():  # so that the test above can fail
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_importing_config_loads_no_torch_and_no_other_module():
     code = ("import sys, lthray.config; "
             "print(sorted(m for m in sys.modules if m.startswith(('lthray.', 'torch', 'ray'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lthray import lottery, masks, results
+from lthray import lottery, masks, results, schedule
 from lthray.config import TrainConfig, replace, run_id
 from lthray.lottery import TrialState, run_trial
 from lthray.models import build
@@ -53,7 +53,7 @@ def test_weight_rewinding_restores_the_saved_step_k_state_bit_for_bit(tiny_cfg, 
     monkeypatch.setattr(lottery, "train", rec)
     run_trial(tiny_cfg, tmp_path / "w", tmp_path / "r")
     st = TrialState.load(tmp_path / "w" / lottery.STATE)
-    k = tiny_cfg.rewind_steps
+    k = schedule.rewind_steps(tiny_cfg)
     assert k == 3
     # the saved rewind point is what k steps of training produce
     ref = build("convnet", 10, tiny_cfg.seed)
@@ -62,7 +62,7 @@ def test_weight_rewinding_restores_the_saved_step_k_state_bit_for_bit(tiny_cfg, 
         assert torch.equal(st.rewind[name], v), name
     # every pruned level starts from exactly those weights and BN buffers, and replays the schedule from k
     for call in rec.calls[1:]:
-        assert call["start"] == k and call["end"] == tiny_cfg.total_steps and call["constant_lr"] is None
+        assert call["start"] == k and call["end"] == schedule.total_steps(tiny_cfg) and call["constant_lr"] is None
         for name, v in call["weights"].items():
             assert torch.equal(v, st.rewind[name]), name
 
@@ -80,7 +80,7 @@ def test_lr_rewinding_and_finetuning_keep_the_trained_weights(tiny_cfg, tmp_path
         for name, v in call["weights"].items():
             assert torch.equal(v, prev.weights[name]), name  # continues from the previous level's weights
         expect = cfg.train.lr * cfg.train.final_lr if mode == "finetune" else None
-        assert call["constant_lr"] == expect and call["start"] == cfg.rewind_steps
+        assert call["constant_lr"] == expect and call["start"] == schedule.rewind_steps(cfg)
 
 
 def test_a_finished_trial_is_never_trained_again(tiny_cfg, tmp_path, monkeypatch):
@@ -134,7 +134,7 @@ def test_rewind_modes_are_registered_functions(tiny_cfg):
     assert REWINDS.names() == ["finetune", "lr", "weight"]
     model, point = build("convnet", 10, 0), build("convnet", 10, 1).state_dict()
     trained = {k: v.clone() for k, v in model.state_dict().items()}
-    k, total = tiny_cfg.rewind_steps, tiny_cfg.total_steps
+    k, total = schedule.rewind_steps(tiny_cfg), schedule.total_steps(tiny_cfg)
     s = REWINDS.get("lr")(model, point, tiny_cfg)
     assert (s.start, s.end, s.constant_lr) == (k, total, None)
     assert all(torch.equal(v, trained[n]) for n, v in model.state_dict().items())  # weights kept
@@ -147,17 +147,19 @@ def test_rewind_modes_are_registered_functions(tiny_cfg):
         REWINDS.get("rewind-to-the-future")
 
 
-def test_stages_run_one_at_a_time(tiny_cfg):
-    from lthray.rewind import Schedule
+def test_stages_run_one_at_a_time_and_return_what_they_computed(tiny_cfg):
+    from lthray.schedule import Schedule
 
-    t = lottery.setup(tiny_cfg, TrialState(), torch.device("cpu"), sweep="s", trial_id="")
+    t = lottery.setup(tiny_cfg, torch.device("cpu"), sweep="s", trial_id="")
+    st = TrialState()
     assert t.identity["rewind_spec"] == "3it" and t.identity["rewind_step"] == 3
-    tr = lottery.train_level(t, 0, masks.ones(t.model), Schedule(0, tiny_cfg.total_steps))
-    assert tr.steps == tiny_cfg.total_steps
-    cols = lottery.measure(t, 0)
-    assert cols["cam_spearman"] == pytest.approx(1.0) and t.state.dense_maps is not None
-    t.state.mask, t.state.level = masks.ones(t.model), 0
-    mask = lottery.prune(t, 1)
+    tr = lottery.train_level(t, st, 0, masks.ones(t.model), Schedule(0, schedule.total_steps(tiny_cfg)))
+    assert tr.steps == schedule.total_steps(tiny_cfg)
+    m = lottery.measure(t, st, 0)
+    assert m.cols["cam_spearman"] == pytest.approx(1.0) and m.maps is not None
+    assert st == TrialState()  # stages never change the state: `advance` does
+    st = TrialState(level=0, mask=masks.ones(t.model))
+    mask = lottery.prune(t, st, 1)
     assert masks.density(mask) == pytest.approx(0.5, abs=1e-3)
 
 
@@ -167,15 +169,15 @@ def _state(tmp_path, name):
 
 def test_pruning_at_init_reaches_each_level_density_from_the_rewind_point(tiny_cfg, tmp_path):
     from lthray import mask_files
-    from lthray.criteria import CRITERIA, ScoreContext
+    from lthray.methods import CRITERIA, ScoreContext
 
     cfg = replace(tiny_cfg, **{"prune.method": "snip", "prune.rewind_step": "0it"})
     rows = run_trial(cfg, tmp_path / "w", tmp_path / "r")
     stored = mask_files.read(tmp_path / "r")
     total = masks.count(masks.ones(build("convnet", 10, 0)))[1]
     # independently: SNIP scores of the initialisation (seed 0), pruned in one shot to each density
-    t = lottery.setup(cfg, TrialState(), torch.device("cpu"), sweep="s", trial_id="")
-    ctx = ScoreContext(t.model, masks.ones(t.model), 0, 1, {"guide_x": t.guide_x, "guide_y": t.guide_y})
+    t = lottery.setup(cfg, torch.device("cpu"), sweep="s", trial_id="")
+    ctx = ScoreContext(t.model, masks.ones(t.model), 0, 1, guide_x=t.guide_x, guide_y=t.guide_y)
     scores = CRITERIA.get("snip")(ctx)
     for r in rows[1:]:
         d = cfg.prune.density_at(r["level"])
@@ -186,7 +188,7 @@ def test_pruning_at_init_reaches_each_level_density_from_the_rewind_point(tiny_c
 
 
 def test_synflow_prunes_in_the_configured_number_of_rounds(tiny_cfg, tmp_path, monkeypatch):
-    from lthray.criteria import CRITERIA
+    from lthray.methods import CRITERIA
 
     calls = []
     real = CRITERIA.get("synflow")
@@ -214,11 +216,12 @@ def test_reinit_keeps_the_tickets_masks_and_lineage_but_measures_a_fresh_initial
 
 
 def test_reinit_and_pruning_at_init_refuse_other_rewind_modes():
-    from lthray.config import ConfigError, PruneConfig
+    from lthray.config import ConfigError, PruneConfig, TrialConfig
+    from lthray.validate import check
 
     for method in ("reinit", "snip", "grasp", "synflow"):
         with pytest.raises(ConfigError, match="'weight' with prune.method"):
-            PruneConfig(method=method, rewind="lr")
+            check(TrialConfig(prune=PruneConfig(method=method, rewind="lr")))
 
 
 def test_instability_trains_a_second_copy_from_the_rewind_point_and_records_the_barrier(tiny_cfg, tmp_path,
@@ -228,7 +231,7 @@ def test_instability_trains_a_second_copy_from_the_rewind_point_and_records_the_
     monkeypatch.setattr(lottery, "train", rec)
     cfg = replace(tiny_cfg, **{"instability.enabled": True, "instability.points": 11, "instability.bn_batches": 2})
     rows = run_trial(cfg, tmp_path / "w", tmp_path / "r")
-    k, total = cfg.rewind_steps, cfg.total_steps
+    k, total = schedule.rewind_steps(cfg), schedule.total_steps(cfg)
     # two copies per level; level 0 trains from 0 and its second copy from the rewind point k
     assert [(c["start"], c["end"]) for c in rec.calls] == [(0, total)] + [(k, total)] * 5
     assert len({c["seed"] for c in rec.calls}) == 4  # the trial's data order, and one other per level
@@ -236,8 +239,8 @@ def test_instability_trains_a_second_copy_from_the_rewind_point_and_records_the_
     assert all(torch.equal(rec.calls[1]["weights"][n], rewind[n]) for n in rewind)  # copy 2 starts at step k
     for r in rows:
         assert len(r["instability_errors"]) == 11 and 0 <= min(r["instability_errors"])
-        assert r["instability_barrier"] == pytest.approx(max(r["instability_errors"])
-                                                         - (r["instability_errors"][0] + r["instability_errors"][-1]) / 2)
+        errs = r["instability_errors"]
+        assert r["instability_barrier"] == pytest.approx(max(errs) - (errs[0] + errs[-1]) / 2)
     assert all(r["instability_barrier"] is None for r in plain)
     # the second copy never disturbs the ticket: the same lineage and the same metrics as without it
     wa, wb = _state(tmp_path, "plain").weights, _state(tmp_path, "w").weights

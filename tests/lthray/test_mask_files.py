@@ -10,7 +10,8 @@ from lthray.results import ResultsError
 
 def _mask(seed=0):
     g = torch.Generator().manual_seed(seed)
-    return {"conv.weight": torch.rand(5, 3, 3, 3, generator=g) > 0.5, "fc.weight": torch.rand(10, 13, generator=g) > 0.9}
+    return {"conv.weight": torch.rand(5, 3, 3, 3, generator=g) > 0.5,
+            "fc.weight": torch.rand(10, 13, generator=g) > 0.9}
 
 
 def test_masks_round_trip_bit_for_bit_including_sizes_not_a_multiple_of_8(tmp_path):

@@ -56,9 +56,10 @@ def test_faithfulness_is_finite_and_deterministic(digits, kind):
 
 def test_explain_against_itself_is_perfect(digits):
     model = build("convnet", 10, 0)
-    rep = explain(model, model.cam_layer, digits.probe_x, digits.probe_y, None, ExplainConfig(faithfulness="confidence_drop"))
+    drop = ExplainConfig(faithfulness="confidence_drop")
+    rep = explain(model, model.cam_layer, digits.probe_x, digits.probe_y, None, drop)
     assert rep.spearman == pytest.approx(1.0) and rep.iou == pytest.approx(1.0)
     other = build("convnet", 10, 1)
-    rep2 = explain(other, other.cam_layer, digits.probe_x, digits.probe_y, rep.maps, ExplainConfig(faithfulness="confidence_drop"))
+    rep2 = explain(other, other.cam_layer, digits.probe_x, digits.probe_y, rep.maps, drop)
     assert rep2.spearman < 0.99 and rep2.iou < 0.99
     torch.testing.assert_close(torch.tensor(rep.maps), torch.tensor(rep.maps))

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from lthray import masks
-from lthray.criteria import CRITERIA, GRASP_TEMPERATURE, METHODS, ScoreContext
+from lthray.methods import CRITERIA, GRASP_TEMPERATURE, METHODS, ScoreContext
 
 
 def _linear(seed=0, n_in=3, n_out=4):
@@ -20,7 +20,7 @@ def _data(seed=1, n=5, n_in=3, n_out=4):
 
 
 def _ctx(model, x, y, mask=None):
-    return ScoreContext(model, mask or masks.ones(model), 0, 1, {"guide_x": x, "guide_y": y})
+    return ScoreContext(model, mask or masks.ones(model), 0, 1, guide_x=x, guide_y=y)
 
 
 def _softmax(z):
@@ -79,7 +79,7 @@ def test_synflow_is_the_path_norm_gradient_of_absolute_weights():
 @pytest.mark.parametrize("name", ["snip", "grasp", "synflow"])
 def test_at_init_methods_are_registered_with_their_papers(name):
     m = METHODS.get(name)
-    assert m.at_init and m.base == name and m.paper and m.needs_weight_rewind
+    assert m.at_init and m.base == name and m.paper and m.rewinds == ("weight",)
     assert m.iterative == (name == "synflow")
 
 

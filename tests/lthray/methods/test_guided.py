@@ -6,10 +6,10 @@ import torch
 from lthray import data as data_mod
 from lthray import lottery, masks
 from lthray.config import replace
-from lthray.criteria import CRITERIA, ScoreContext, mix, scores_for
 from lthray.explain.cam import fidelity_loss, gradcam, gradcam_tensor
 from lthray.explain.concepts import concept_bank, features, fit_pcbm
 from lthray.lottery import TrialState, run_trial
+from lthray.methods import CRITERIA, ScoreContext, mix, scores_for
 from lthray.models import build
 
 
@@ -22,14 +22,15 @@ def ctx_extras(digits):
     pcbm = fit_pcbm(features(model, digits.train_x), bank.train_sim, digits.train_y, steps=20, C=0.5,
                     l1_ratio=0.5, seed=0)
     start = {k: v + 0.01 * torch.randn_like(v) if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    return model, {"guide_x": gx, "guide_y": gy, "guide_maps": torch.from_numpy(gradcam(model, model.cam_layer, gx, gy)),
+    maps = torch.from_numpy(gradcam(model, model.cam_layer, gx, gy))
+    return model, {"guide_x": gx, "guide_y": gy, "guide_maps": maps,
                    "pcbm": pcbm, "concept_topk": 3, "start_weights": start}
 
 
 @pytest.mark.parametrize("guide", ["cam", "concept", "movement"])
 def test_g0_reproduces_magnitude_and_g_positive_changes_the_mask(ctx_extras, guide):
     model, extras = ctx_extras
-    ctx = ScoreContext(model, masks.ones(model), 0, 1, extras)
+    ctx = ScoreContext(model, masks.ones(model), 0, 1, **extras)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     base, g_scores = CRITERIA.get("magnitude")(ctx), CRITERIA.get(guide)(ctx)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # scoring changes nothing
@@ -47,7 +48,7 @@ def test_g0_reproduces_magnitude_and_g_positive_changes_the_mask(ctx_extras, gui
 
 def test_movement_is_distance_from_the_start(ctx_extras):
     model, extras = ctx_extras
-    ctx = ScoreContext(model, masks.ones(model), 0, 1, extras)
+    ctx = ScoreContext(model, masks.ones(model), 0, 1, **extras)
     s = CRITERIA.get("movement")(ctx)
     for k, w in masks.prunable(model).items():
         assert torch.allclose(s[k], (w.detach() - extras["start_weights"][k]).abs())
@@ -64,12 +65,12 @@ def test_guided_method_with_g0_runs_the_same_trial_as_imp(tiny_cfg, tmp_path):
 
 def test_scores_for_uses_the_guide_only_when_g_is_positive(ctx_extras):
     model, extras = ctx_extras
-    ctx = ScoreContext(model, masks.ones(model), 0, 1, extras)
-    a = scores_for("stability", ctx, 0.0)
+    ctx = ScoreContext(model, masks.ones(model), 0, 1, **extras)
+    a = scores_for("movement_guided", ctx, 0.0)
     b = scores_for("imp", ctx)
     top = max(float(v.max()) for v in b.values())
     assert all(torch.allclose(a[k], b[k] / top) for k in a)
-    c = scores_for("stability", ctx, 1.0)
+    c = scores_for("movement_guided", ctx, 1.0)
     assert not all(torch.allclose(a[k], c[k]) for k in a)
 
 
@@ -99,7 +100,7 @@ def test_explanation_preserving_retraining_changes_training(tiny_cfg, tmp_path):
 def test_a_layer_the_guide_ignores_keeps_its_base_scores(ctx_extras):
     """Concept saliency never reaches the classifier head; pure guidance (g=1) must not prune it away."""
     model, extras = ctx_extras
-    ctx = ScoreContext(model, masks.ones(model), 0, 1, extras)
+    ctx = ScoreContext(model, masks.ones(model), 0, 1, **extras)
     base, guide = CRITERIA.get("magnitude")(ctx), CRITERIA.get("concept")(ctx)
     assert float(guide["fc.weight"].abs().sum()) == 0.0  # the objective stops at the features
     mixed = mix(base, guide, 1.0, ctx.mask)

@@ -1,7 +1,7 @@
 import torch
 
 from lthray import masks
-from lthray.criteria import CRITERIA, METHODS, Method, ScoreContext, mix, normalise, scores_for
+from lthray.methods import CRITERIA, METHODS, Method, ScoreContext, mix, normalise, scores_for
 from lthray.models import build
 
 
