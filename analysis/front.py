@@ -39,6 +39,16 @@ def nondominated(values: np.ndarray) -> np.ndarray:
     return keep
 
 
+def pareto_front(df: pd.DataFrame, x: str, y: str, by: str | None = "method") -> pd.DataFrame:
+    """Rows not dominated in (x, y), both maximised, within each group of `by`; sorted by x. Of equal
+    points one is kept (a front is drawn as a line)."""
+    if by is not None:
+        parts = [pareto_front(g, x, y, None) for _, g in df.groupby(by, sort=True)]
+        return pd.concat(parts, ignore_index=True) if parts else df.iloc[:0]
+    d = df.dropna(subset=[x, y]).drop_duplicates(subset=[x, y])
+    return d[nondominated(d[[x, y]].to_numpy())].sort_values(x).reset_index(drop=True)
+
+
 def pareto_set(final: pd.DataFrame, objectives: tuple[str, ...] = OBJECTIVES) -> pd.DataFrame:
     """The rows of `final` (one per trial, at one density) on the Pareto front, best accuracy first.
     Rows with a missing objective (a diverged trial) are never on it."""

@@ -20,8 +20,7 @@ STABLE = 0.02  # Frankle et al. 2020: a barrier within 2 points of error counts 
 def _labels(d: pd.DataFrame) -> list[str]:
     """The family, plus what sets its design apart other than the rewind point (the charts' own axis),
     so two designs sharing a rewind point are never pooled."""
-    names = stats.design_names(d, ignore=("prune.rewind_step",))
-    return [f"{f} [{names[g]}]" if names[g] else f for f, g in zip(d["family"], d["design"], strict=True)]
+    return stats.series(d, ignore=("prune.rewind_step",))
 
 
 def from_levels(level_summary: pd.DataFrame) -> pd.DataFrame:
@@ -104,7 +103,8 @@ def sentences(s: pd.DataFrame) -> list[str]:
         for spec in _spec_order(g):
             h = g[g["rewind_spec"] == spec].sort_values("level")
             worst = h.loc[h["barrier"].idxmax()]
-            out.append(f"{fam}, rewind to {spec}: mean barrier below {STABLE:.0%} at {int((h['barrier'] < STABLE).sum())} "
+            stable = int((h["barrier"] < STABLE).sum())
+            out.append(f"{fam}, rewind to {spec}: mean barrier below {STABLE:.0%} at {stable} "
                        f"of {len(h)} levels; largest {worst['barrier']:.3f} at {stats.pct(worst['density'])} density"
                        + (f" (95% CI {worst['lo']:.3f} to {worst['hi']:.3f})" if np.isfinite(worst["lo"]) else "")
                        + ".")

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from lthray import results, storage
+from lthray.config import RENAMED
 
 
 class AnalysisError(Exception):
@@ -38,6 +39,7 @@ def load_rows(results_dir: str | Path) -> pd.DataFrame:
     dup = df.duplicated(["run_id", "level"])
     if dup.any():
         raise AnalysisError(f"{d}: {int(dup.sum())} duplicated (run_id, level) rows")
+    df["method"] = df["method"].replace(RENAMED["prune.method"])  # rows written before a rename
     df = df.sort_values(["run_id", "level"]).reset_index(drop=True)
     df.attrs["results"] = str(results_dir)  # where the mask files live (lthray.mask_files)
     return df

@@ -4,10 +4,10 @@
 
 Writes into DIR: pareto.html (every chart, self-contained), pareto.png (accuracy vs Grad-CAM fidelity and
 vs concept fidelity, one front per method), lth_trials.png (accuracy vs density, one line per trial),
-concept_curve.png (concept overlap vs density), gallery.png (Grad-CAM overlays, dense vs
-pruned), pareto_front.csv (the non-dominated trials), trials.csv (every trial's final level) and
-concept_shift.csv (top concepts per class, dense vs sparsest). Then the study report (analysis.report):
-report.html and report.md with CIs over seeds and paired differences against IMP, and their PNGs.
+concept_curve.png (concept overlap vs density), pareto_front.csv (the non-dominated trials), trials.csv
+(every trial's final level) and by_density.csv (metrics per density band). Then the report the sweep
+calls for (analysis.report.write_report): report.html and report.md with their PNGs and tables; a grid's
+study report also writes gallery.png (Grad-CAM overlays, dense vs pruned) and concept_shift.csv.
 """
 
 from __future__ import annotations
@@ -15,32 +15,16 @@ from __future__ import annotations
 import sys
 
 import altair as alt
-import numpy as np
 import pandas as pd
 
-from analysis.gallery import concept_shift, gallery
+from analysis import report
+from analysis.axes import band_upper, density_band
+from analysis.front import pareto_front
 from analysis.load import AnalysisError, cli_inputs, final_rows
 
 FIDELITY = "cam_spearman"
 CONCEPT = "concept_topk_overlap"
 AXIS = {FIDELITY: "Grad-CAM fidelity to dense (Spearman ρ)", CONCEPT: "concept fidelity (top-k overlap with dense)"}
-
-
-def pareto_front(df: pd.DataFrame, x: str, y: str, by: str | None = "method") -> pd.DataFrame:
-    """Rows not dominated in (x, y), both maximised, within each group of `by`; sorted by x."""
-    if by is not None:
-        parts = [pareto_front(g, x, y, None) for _, g in df.groupby(by, sort=True)]
-        return pd.concat(parts, ignore_index=True) if parts else df.iloc[:0]
-    d = df.dropna(subset=[x, y]).sort_values([x, y], ascending=[False, False])
-    keep, best_y = [], -np.inf
-    for idx, yv in zip(d.index, d[y], strict=True):
-        if yv > best_y:  # strictly better y than every point with at least this x
-            keep.append(idx)
-            best_y = yv
-    return d.loc[keep].sort_values(x).reset_index(drop=True)
-
-
-DENSITY_BINS = (1.0, 0.5, 0.25, 0.1, 0.05, 0.025, 0.01, 0.005, 0.0025, 0.001, 0.0)
 
 
 def density_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -50,10 +34,7 @@ def density_table(rows: pd.DataFrame) -> pd.DataFrame:
     (bins (lo, hi]; the dense level is its own bin), averages within each trial first, then across trials.
     """
     ok = rows[rows["status"] == "ok"].copy()
-    edges = sorted(DENSITY_BINS)
-    bins = pd.cut(ok["density"], bins=edges, right=True)
-    ok["density_bin"] = bins.astype(str).where(ok["level"] > 0, "dense")
-    ok["_upper"] = bins.map(lambda b: b.right).astype(float).where(ok["level"] > 0, 2.0)  # for sorting
+    ok["density_bin"], ok["_upper"] = density_band(ok["density"], ok["level"]), band_upper(ok["density"], ok["level"])
     metrics = [m for m in ("test_acc", FIDELITY, "cam_iou", CONCEPT, "pcbm_acc") if m in ok]
     family = ["method", "guidance_weight", "lambda_fid"]
     per_trial = ok.groupby([*family, "density_bin", "run_id"], as_index=False)[[*metrics, "_upper"]].mean()
@@ -131,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     trials = final_rows(rows)
     out.mkdir(parents=True, exist_ok=True)
     cols = ["method", "run_id", "level", "density", "test_acc", FIDELITY, "cam_iou", "cam_faithfulness", CONCEPT,
-            "concept_weight_spearman", "pcbm_acc", "rewind", "rewind_step", "rewind_spec", "guidance_weight", "lambda_fid", "seed"]
+            "concept_weight_spearman", "pcbm_acc", "rewind", "rewind_step", "rewind_spec", "guidance_weight",
+            "lambda_fid", "seed"]
     fronts = {fid: pareto_front(trials, "test_acc", fid) for fid in (FIDELITY, CONCEPT)}
     pd.concat([f[cols].assign(front=fid) for fid, f in fronts.items()]).to_csv(out / "pareto_front.csv", index=False)
     trials[cols].to_csv(out / "trials.csv", index=False)
@@ -151,16 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     fc.save(out / "pareto.png", scale_factor=2)
     lc.save(out / "lth_trials.png", scale_factor=2)
     cc.save(out / "concept_curve.png", scale_factor=2)
-    concept_shift(rows).to_csv(out / "concept_shift.csv", index=False)
     density_table(rows).to_csv(out / "by_density.csv", index=False, float_format="%.4f")
-    g = gallery(rows, out)
-    from analysis import report  # imports this module: here, not at the top
-
-    report.write_report(rows, out)
+    report.write_report(rows, out)  # the gallery and the concept shift are the report's (computed there once)
     diverged = rows.loc[rows["status"] != "ok", "run_id"].nunique()
     print(f"{len(trials)} trials ({diverged} diverged, left out), "
           f"{len(fronts[FIDELITY])} on the accuracy/CAM fronts -> {out} (study report: {out / 'report.html'})"
-          + ("" if g else " (no gallery: data not on disk)"))
+          + ("" if (out / "gallery.png").exists() else " (no gallery: data not on disk, or a search)"))
     return 0
 
 

@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 
 from analysis import instability, search, stats, tickets
-from analysis.axes import density_x
+from analysis.axes import density_band, density_x
+from analysis.front import pareto_front
 from analysis.gallery import concept_shift, gallery
 from analysis.load import AnalysisError, cli_inputs, sweep_meta
-from analysis.pareto import DENSITY_BINS, pareto_front
 from lthray import mask_files
 
 FAMILY_COLOR = alt.Color("family:N", title="method")
@@ -34,11 +34,7 @@ FAMILY_COLOR = alt.Color("family:N", title="method")
 def by_series(summary: pd.DataFrame) -> pd.DataFrame:
     """The summary with `family` made unique per design for drawing ('imp [prune.rewind_step=25it]'), so a
     line never joins points of two designs."""
-    names = stats.design_names(summary)
-    if len(names) <= 1:
-        return summary
-    return summary.assign(family=[f"{f} [{names[d]}]" for f, d in zip(summary["family"], summary["design"],
-                                                                      strict=True)])
+    return summary.assign(family=stats.series(summary))
 
 
 RANGES = {"test_acc": (0, 1), "pcbm_acc": (0, 1), "cam_iou": (0, 1), "concept_topk_overlap": (0, 1),
@@ -88,18 +84,10 @@ def diff_chart(diffs: pd.DataFrame, metric: str, title: str, scale: float = 1.0,
     return alt.layer(zero, bars, pts).properties(width=300, height=220, title=title)
 
 
-def band_of(density: pd.Series, level: pd.Series) -> pd.Series:
-    """Density band labels ('2.5%-5%'), the dense level its own band."""
-    edges = sorted(DENSITY_BINS)
-    bins = pd.cut(density, bins=edges, right=True)
-    lab = bins.map(lambda b: f"{b.left:.3g}-{b.right:.3g}").astype(str)
-    return lab.where(level > 0, "dense")
-
-
 def pareto_bands(rows: pd.DataFrame, fid: str = "cam_spearman", color: alt.Color = FAMILY_COLOR) -> alt.FacetChart:
     """Accuracy vs Grad-CAM fidelity per density band (facets): fronts never mix densities."""
     ok = stats.with_design(rows[(rows["status"] == "ok") & (rows["level"] > 0)])
-    ok = ok.assign(band=band_of(ok["density"], ok["level"]))
+    ok = ok.assign(band=density_band(ok["density"], ok["level"]))
     parts = []
     for _, g in ok.groupby("band"):
         front = pareto_front(g, "test_acc", fid, by=None)
@@ -188,7 +176,8 @@ def _design_text(rows: pd.DataFrame) -> list[str]:
     n_trials, seeds = rows["run_id"].nunique(), sorted(int(s) for s in rows["seed"].unique())
     methods = sorted(stats.with_design(rows)["family"].unique())
     return [
-        f"{n_trials} trials: {len(methods)} method{'s' if len(methods) > 1 else ''} ({', '.join(methods)}) x seeds {seeds}, paired by seed and level.",
+        f"{n_trials} trials: {len(methods)} method{'s' if len(methods) > 1 else ''} ({', '.join(methods)}) "
+        f"x seeds {seeds}, paired by seed and level.",
         f"Data: {c.data.dataset}" + (f" (a fixed subset of {c.data.train_size} training images)"
                                      if c.data.train_size else " (all training images)")
         + f"; model {c.model.name}; {c.train.epochs} epochs per level at peak lr {c.train.lr}"
@@ -388,7 +377,7 @@ def findings(summary: pd.DataFrame, diffs: pd.DataFrame) -> list[str]:
                    f"Spearman higher at {cam['higher']}, lower at {cam['lower']}, no detectable difference at "
                    f"{cam['no detectable difference']}"
                    + (f" (a single seed pair, so no CI, at {acc['no CI']})" if acc["no CI"] else "") + ".")
-    guided = diffs[diffs["method"].str.endswith("_guided") | (diffs["method"] == "stability")]
+    guided = diffs[diffs["method"].map(stats.is_guided)]
     better = [stats.verdict(r["d_test_acc"], r["d_test_acc_lo"], r["d_test_acc_hi"]) == "higher"
               or stats.verdict(r["d_cam_spearman"], r["d_cam_spearman_lo"], r["d_cam_spearman_hi"]) == "higher"
               for _, r in guided.iterrows()]

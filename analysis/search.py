@@ -170,8 +170,8 @@ def confirm_table(rows: pd.DataFrame) -> pd.DataFrame:
         common = g.index.intersection(ref.index)
         if len(common) == 0:
             continue
-        names = stats.design_names(final[final["family"] == family].drop_duplicates("design"))
-        rec = {"config": family + (f" [{names[design]}]" if names.get(design) else ""), "design": design,
+        same = final[final["family"] == family].drop_duplicates("design")
+        rec = {"config": dict(zip(same["design"], stats.series(same), strict=True))[design], "design": design,
                "pairs": len(common), "density": float(g.loc[common, "density"].mean())}
         for o in OBJECTIVES:
             diff = g.loc[common, o].astype(float).to_numpy() - ref.loc[common, o].astype(float).to_numpy()
@@ -201,7 +201,8 @@ def confirm_sentences(t: pd.DataFrame) -> list[str]:
         parts = []
         for o, scale, unit in (("test_acc", 100, " points"), ("cam_spearman", 1, ""), ("concept_topk_overlap", 1, "")):
             v = r[f"verdict_{o}"]
-            ci = f"{r[f'd_{o}'] * scale:+.3g}{unit}, 95% CI {r[f'd_{o}_lo'] * scale:+.3g} to {r[f'd_{o}_hi'] * scale:+.3g}"
+            ci = (f"{r[f'd_{o}'] * scale:+.3g}{unit}, 95% CI {r[f'd_{o}_lo'] * scale:+.3g} to "
+                  f"{r[f'd_{o}_hi'] * scale:+.3g}")
             p = f"Holm p = {r[f'p_holm_{o}']:.3g}" if np.isfinite(r[f"p_holm_{o}"]) else "no test"
             parts.append(f"{NAMES[o]} {v} than IMP ({ci}; {p})" if v in ("higher", "lower")
                          else f"{NAMES[o]} {v} ({ci}; {p})")

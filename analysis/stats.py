@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from lthray.methods import METHODS
+
 METRICS = {
     "test_acc": "test accuracy",
     "cam_spearman": "Grad-CAM Spearman to dense",
@@ -58,6 +60,19 @@ def with_design(rows: pd.DataFrame) -> pd.DataFrame:
     out["family"] = [label(m, g, f) for m, g, f in zip(out["method"], out["guidance_weight"], out["lambda_fid"],
                                                          strict=True)]
     return out
+
+
+def series(d: pd.DataFrame, ignore: tuple[str, ...] = ()) -> list[str]:
+    """The one 'family [design]' label of each row of `d` (with_design columns): the family, plus what
+    sets its design apart from the others in `d` (keys in `ignore` left out); the family alone when
+    nothing does."""
+    names = design_names(d, ignore)
+    return [f"{f} [{names[g]}]" if names[g] else f for f, g in zip(d["family"], d["design"], strict=True)]
+
+
+def is_guided(method: str) -> bool:
+    """Guided-ness from the method registry; a method this lthray does not know is not counted as guided."""
+    return method in METHODS and METHODS.get(method).guided
 
 
 def design_names(summary: pd.DataFrame, ignore: tuple[str, ...] = ()) -> dict[str, str]:

@@ -42,9 +42,7 @@ def _keyed(rows: pd.DataFrame, masks: Masks) -> pd.DataFrame:
     family, plus what sets its design apart when the rows hold several designs)."""
     d = stats.with_design(rows[(rows["status"] == "ok") & (rows["level"] > 0)])
     d = d[[(r, lvl) in masks for r, lvl in zip(d["run_id"], d["level"], strict=True)]]
-    names = stats.design_names(d)
-    return d.assign(series=[f"{f} [{names[g]}]" if names[g] else f for f, g in zip(d["family"], d["design"],
-                                                                                      strict=True)])
+    return d.assign(series=stats.series(d))
 
 
 def overlap(rows: pd.DataFrame, masks: Masks) -> pd.DataFrame:

@@ -12,6 +12,7 @@ from typing import Any
 
 from lthray.config import ConfigError, parse_override, parse_value, split_key_value
 from lthray.storage import is_uri
+from sweeps import resume
 from sweeps.presets import PRESETS, Preset
 from sweeps.store import Store
 
@@ -141,11 +142,11 @@ def _check_storage(storage: Path) -> None:
 
 def check_data_available(preset: Preset) -> None:
     """Every dataset (and concept source) the sweep will use is loadable: fail here, before Ray starts."""
-    from lthray.config import from_flat
     from lthray.data import DataUnavailableError, load
     from lthray.explain.concepts import ConceptBankUnavailable
+    from lthray.validate import config
 
-    cfgs = [from_flat({**preset.base, **p}) for p in preset.grid()]
+    cfgs = [config({**preset.base, **p}) for p in preset.grid()]
     try:  # the files decide: one read per dataset, whatever subsets and probe sizes the trials use
         for ds in sorted({c.data.dataset for c in cfgs}):
             load(ds, 2, "cpu")
@@ -244,7 +245,7 @@ def validate(args: argparse.Namespace) -> tuple[Preset, Store]:
         raise UsageError(f"--num-samples={args.num_samples} is not allowed with --search grid, which runs each of "
                          f"its {len(preset.grid())} combinations once; drop --num-samples or use --search optuna")
     check_data_available(preset)
-    if args.resume and not store.exists("tuner.pkl"):
+    if args.resume and not resume.has_state(store):
         raise UsageError(f"--resume: no sweep to resume at {store.dir}; run without --resume to start one")
     return preset, store
 

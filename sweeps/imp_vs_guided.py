@@ -24,6 +24,10 @@ from sweeps.presets import PRESETS, Preset, sample
 from sweeps.store import Store
 
 EXIT_USAGE = 2
+# Fits run after the first until the results hold every trial: Tune can come back short after a hard
+# kill, and a searcher can sample one config twice. Each top-up round runs only the missing trials,
+# so 3 more rounds cover a kill during a kill's resume; a sweep still short after them exits 1.
+TOP_UP_ROUNDS = 4
 __all__ = ["PRESETS", "main", "parser", "validate"]
 
 
@@ -169,13 +173,13 @@ def run(args: argparse.Namespace, preset: Preset, store: Store, meta: dict[str, 
                              runs_dir=None if store.uri else store.path("runs")),
         {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial},
     )
-    if tune.Tuner.can_restore(store.dir):
+    if resume.has_state(store):
         print(f"resuming sweep {store.dir}", flush=True)
         tuner = tune.Tuner.restore(store.dir, trainable=fn, resume_unfinished=True, resume_errored=True)
     else:
         tuner = make_tuner(fn, args, preset, store, max_concurrent, num_samples, [], args.seed)
     errors = 0
-    for round_ in range(4):
+    for round_ in range(TOP_UP_ROUNDS):
         grid = tuner.fit()
         errors += sum(1 for r in grid if r.error is not None)
         if resume.interrupted(grid, preset):
@@ -186,7 +190,7 @@ def run(args: argparse.Namespace, preset: Preset, store: Store, meta: dict[str, 
             return 130
         done, partial = resume.tally(results_dir)  # the results folder is the ground truth
         missing = num_samples - len(done)
-        if missing <= 0 or round_ == 3:
+        if missing <= 0 or round_ == TOP_UP_ROUNDS - 1:
             break
         points = resume.grid_left(preset, done) if preset.search == "grid" else \
             [resume.preset_params(preset, cfg) for cfg in partial][:missing]

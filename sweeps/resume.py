@@ -36,14 +36,25 @@ def check_resume_matches(store: Store, meta: dict[str, Any]) -> None:
                 "resume with the original flags or start a new sweep with --name")
 
 
+# What Tuner.can_restore looks for: the CLI checks it before Ray is imported, the driver to restore.
+TUNER_STATE = "tuner.pkl"
+
+
+def has_state(store: Store) -> bool:
+    """Is there a Tune experiment to restore in the sweep folder?"""
+    return store.exists(TUNER_STATE)
+
+
 def interrupted(grid: Any, preset: Preset) -> bool:
-    """Did Ctrl+C stop the fit? Then some trial ended without error before its last level."""
+    """Did Ctrl+C stop the fit? Then some trial ended without error and unfinished (its last report
+    is of a level before its last, and not a diverged one)."""
     for r in grid:
         if r.error is not None:
             continue
         m = r.metrics or {}
         levels = from_flat({**preset.base, **params_of(r.config or {})}).prune.levels
-        if m.get("status", "ok") == "ok" and m.get("level", -1) < levels:
+        level = m.get("level", -1)
+        if not results.trial_finished(levels, set(range(level + 1)), m.get("status", "ok") != "ok"):
             return True
     return False
 
@@ -58,7 +69,7 @@ def tally(results_dir: str) -> tuple[set[str], list[dict[str, Any]]]:
     for rid, rs in by_run.items():
         flat = json.loads(rs[0]["config_json"])
         levels = from_flat(flat).prune.levels
-        if any(r["status"] != "ok" for r in rs) or {r["level"] for r in rs} >= set(range(levels + 1)):
+        if results.trial_finished(levels, {r["level"] for r in rs}, any(r["status"] != "ok" for r in rs)):
             done.add(rid)
         else:
             partial.append(flat)
@@ -69,8 +80,6 @@ def preset_params(preset: Preset, flat: dict[str, Any]) -> dict[str, Any]:
     """The searcher's parameters that reproduce a config (for points_to_evaluate)."""
     keys = list(preset.space) + (list(preset.guided_space) if is_guided(flat["prune.method"]) else [])
     return {k: flat[k] for k in keys}
-
-
 
 
 def params_of(config: dict[str, Any]) -> dict[str, Any]:

@@ -15,9 +15,10 @@ import ray
 import torch
 from ray import tune
 
-from lthray.config import from_flat, run_id
-from lthray.lottery import STATE, TrialState, run_trial
+from lthray.config import run_id
+from lthray.lottery import STATE, last_level, run_trial
 from lthray.results import REPORTED
+from lthray.validate import config
 
 # final accuracy, final Grad-CAM fidelity and final concept fidelity (all to the dense model)
 OBJECTIVES = {"test_acc": "max", "cam_spearman": "max", "concept_topk_overlap": "max"}
@@ -33,10 +34,6 @@ def metrics_of(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _level(path: Path) -> int:
-    return TrialState.load(path).level if path.exists() else -1
-
-
 def trainable(params: dict[str, Any], *, base: dict[str, Any], results_dir: str, sweep: str,
               runs_dir: str | None = None) -> None:
     """Run the trial for base+params, from whichever is further along: Tune's checkpoint or the run's
@@ -44,7 +41,7 @@ def trainable(params: dict[str, Any], *, base: dict[str, Any], results_dir: str,
     # Ray sets OMP_NUM_THREADS to the trial's CPUs; torch must use that many, not every core.
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # no "Checkpoint created" line per level
-    cfg = from_flat({**base, **params.get("params", params)})  # grid search: one 'params' dict
+    cfg = config({**base, **params.get("params", params)})  # grid search: one 'params' dict
     own = runs_dir is not None
     workdir = Path(runs_dir) / run_id(cfg) if own else Path(tempfile.mkdtemp(prefix="lthray-trial-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -54,7 +51,7 @@ def trainable(params: dict[str, Any], *, base: dict[str, Any], results_dir: str,
         ckpt = tune.get_checkpoint()
         if ckpt is not None:
             with ckpt.as_directory() as d:
-                if _level(Path(d) / STATE) > _level(workdir / STATE):
+                if last_level(Path(d) / STATE) > last_level(workdir / STATE):
                     shutil.copy2(Path(d) / STATE, workdir / STATE)
         reported = []
 
