@@ -41,7 +41,8 @@ def digits():
 def _row(**kw):
     r = {
         "sweep": "s", "run_id": "run_x", "trial_id": "t1", "method": "imp", "scope": "global", "model": "convnet",
-        "dataset": "digits", "rewind": "weight", "rewind_step": 0, "rewind_spec": "0it", "guidance_weight": 0.0, "lambda_fid": 0.0,
+        "dataset": "digits", "rewind": "weight", "rewind_step": 0, "rewind_spec": "0it", "guidance_weight": 0.0,
+        "lambda_fid": 0.0,
         "seed": 0, "level": 0, "density": 1.0, "status": "ok", "test_acc": 0.9, "test_loss": 0.3,
         "cam_spearman": 1.0, "cam_iou": 1.0, "cam_faithfulness": 0.1, "concept_bank": "lthray-tiny-clip/random",
         "pcbm_acc": 0.8, "concept_topk_overlap": 1.0, "concept_weight_spearman": 1.0,

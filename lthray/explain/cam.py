@@ -43,7 +43,8 @@ def topk_iou(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
     return (ta & tb).sum(1) / (ta | tb).sum(1)
 
 
-def faithfulness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, maps: np.ndarray, cfg: ExplainConfig) -> np.ndarray:
+def faithfulness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, maps: np.ndarray,
+                 cfg: ExplainConfig) -> np.ndarray:
     """Per-image faithfulness of `model`'s own maps (higher = the map points at what the model uses).
 
     road: ROAD combined (Rong et al. 2022): (LeRF - MoRF) confidence change, averaged over percentiles.

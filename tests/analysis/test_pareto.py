@@ -4,7 +4,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from analysis import pareto
+from analysis import front, pareto
 from analysis.load import final_rows
 from lthray import results
 
@@ -15,7 +15,7 @@ def test_pareto_front_keeps_exactly_the_non_dominated_points():
         "acc": [0.9, 0.8, 0.7, 0.85, 0.6, 0.9, 0.5, 0.4],
         "fid": [0.1, 0.5, 0.9, 0.4, 0.95, 0.05, 0.2, 0.3],
     })
-    f = pareto.pareto_front(df, "acc", "fid")
+    f = front.pareto_front(df, "acc", "fid")
     got = {(r.method, r.acc, r.fid) for r in f.itertuples()}
     # (0.85, 0.4) trades off with (0.9, 0.1) and (0.8, 0.5): on the front; (0.9, 0.05) is beaten by (0.9, 0.1)
     assert got == {("a", 0.9, 0.1), ("a", 0.85, 0.4), ("a", 0.8, 0.5), ("a", 0.7, 0.9), ("a", 0.6, 0.95),
@@ -106,8 +106,17 @@ def test_density_table_compares_methods_at_matched_densities(make_row, tmp_path)
     _write(make_row, res, "r3", "random", [0.99, 0.5, 0.2], [1.0, 0.3, 0.1])
     t = pareto.density_table(results.read(res).to_pandas())
     imp = t[t["method"] == "imp"].set_index("density_bin")
-    assert list(imp.index) == ["dense", "(0.25, 0.5]", "(0.1, 0.25]"]
-    assert imp.loc["(0.25, 0.5]", "test_acc_mean"] == pytest.approx(0.8)
-    assert imp.loc["(0.25, 0.5]", "cam_spearman_std"] == pytest.approx(np.std([0.8, 0.6], ddof=1))
+    assert list(imp.index) == ["dense", "0.25-0.5", "0.1-0.25"]
+    assert imp.loc["0.25-0.5", "test_acc_mean"] == pytest.approx(0.8)
+    assert imp.loc["0.25-0.5", "cam_spearman_std"] == pytest.approx(np.std([0.8, 0.6], ddof=1))
     assert imp.loc["dense", "trials"] == 2
     assert t[t["method"] == "random"]["trials"].tolist() == [1, 1, 1]
+
+
+def test_rows_and_configs_of_a_renamed_method_read_under_its_new_name(make_row, tmp_path):
+    from analysis.load import load_rows
+    from lthray.config import from_flat
+
+    results.write_row(tmp_path, make_row(method="stability", config_json='{"prune.method": "stability"}'))
+    assert load_rows(tmp_path)["method"].tolist() == ["movement_guided"]
+    assert from_flat({"prune.method": "stability"}).prune.method == "movement_guided"

@@ -32,7 +32,7 @@ from sweeps import imp_vs_guided as cli
         (["--resume"], ["--resume", "no sweep to resume"]),
         (["--choice", "train.lr="], ["train.lr=", "KEY=V1,V2"]),
         (["--choice", "prune.rate=0.5,1.5"], ["prune.rate", "1.5", "(0, 1)"]),
-        (["--choice", "prune.method=imp,voodoo"], ["voodoo", "cam_guided", "stability"]),
+        (["--choice", "prune.method=imp,voodoo"], ["voodoo", "cam_guided", "movement_guided"]),
         (["--config", "/nonexistent/sweep.yaml"], ["/nonexistent/sweep.yaml", "JSON or YAML"]),
         (["--choice", "prune.method=imp,synflow", "--set", "prune.rewind=lr"], ["prune.rewind='lr'", "'weight' with"]),
         (["--set", "instability.points=5"], ["instability.points=5", "[11, 101]"]),
@@ -125,8 +125,9 @@ def test_the_study_grid_pairs_every_method_with_every_seed_once():
     by_method = {}
     for g in grid:
         by_method.setdefault(g["prune.method"], set()).add(g["seed"])
-        assert ("prune.guidance_weight" in g) == (g["prune.method"] in {"cam_guided", "concept_guided", "stability"})
-    assert set(by_method) == {"imp", "random", "cam_guided", "concept_guided", "stability"}
+        guided = g["prune.method"] in {"cam_guided", "concept_guided", "movement_guided"}
+        assert ("prune.guidance_weight" in g) == guided
+    assert set(by_method) == {"imp", "random", "cam_guided", "concept_guided", "movement_guided"}
     assert all(seeds == {0, 1, 2} for seeds in by_method.values())
 
 

@@ -106,6 +106,7 @@ def _search_rows(root: Path, name: str, trials: list[dict], make_row, *, complet
 TRIALS = [
     {"method": "cam_guided", "g": 0.5, "acc": 0.8, "cam": 0.5, "con": 0.5},
     {"method": "cam_guided", "g": 1.0, "acc": 0.7, "cam": 0.4, "con": 0.4},  # dominated by the first
+    # its old name: configs written before the rename read as movement_guided
     {"method": "stability", "g": 0.25, "rewind": "lr", "acc": 0.6, "cam": 0.9, "con": 0.3},
 ]
 
@@ -117,7 +118,7 @@ def test_confirm_runs_the_front_and_imp_at_its_schedule_with_fresh_seeds(tmp_pat
     pts = preset.grid()
     assert {p["seed"] for p in pts} == {1, 2, 3}  # the search used seed 0
     guided = {(p["prune.method"], p["prune.guidance_weight"], p["prune.rewind"]) for p in pts}
-    assert guided == {("cam_guided", 0.5, "weight"), ("stability", 0.25, "lr"), ("imp", 0.0, "weight"),
+    assert guided == {("cam_guided", 0.5, "weight"), ("movement_guided", 0.25, "lr"), ("imp", 0.0, "weight"),
                       ("imp", 0.0, "lr")}  # not the dominated g = 1.0; IMP at each front config's rewind
     assert len(pts) == 4 * 3
     for p in pts:
@@ -165,7 +166,7 @@ def test_the_search_report_reads_one_density_and_names_the_front(tmp_path, make_
     assert "3 trials, each read at its last level: density 25%" in md
     assert "Pareto set at 25% density (2 of 3 trials)" in md and "single noisy trials" in md
     front = pd.read_csv(out / "pareto_set.csv")
-    assert sorted(front["prune.method"]) == ["cam_guided", "stability"]
+    assert sorted(front["prune.method"]) == ["cam_guided", "movement_guided"]
     final = rows[rows["level"] == 2]
     assert len(pareto_set(final)) == 2
 
