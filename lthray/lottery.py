@@ -17,6 +17,10 @@ Words: `began_from` is the weights a level's training started from; a `Schedule`
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
+import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +31,7 @@ import numpy as np
 import torch
 
 from lthray import data as data_mod
-from lthray import instability, mask_files, masks, results, schedule, validate
+from lthray import instability, mask_files, masks, results, schedule, storage, validate
 from lthray.config import TrialConfig, run_id, to_json
 from lthray.explain import concepts as concepts_mod
 from lthray.explain.cam import explain, fidelity_loss, gradcam
@@ -38,10 +42,12 @@ from lthray.models.common import CamModel
 from lthray.results import GALLERY, LevelRecord
 from lthray.rewind import REWINDS
 from lthray.schedule import Schedule
-from lthray.storage import atomic_torch_save
+from lthray.storage import atomic_write
 from lthray.train import Diverged, TrainResult, evaluate, train
 
 STATE = "state.pt"
+PREVIOUS = "state.prev.pt"  # the checkpoint before the last: a corrupt STATE costs one level, not the trial
+_MAGIC = b"lthray-state-v1\n"  # then the sha256 of the torch.save bytes, then those bytes
 Weights = dict[str, torch.Tensor]
 _LEGACY_STATE = {"start": "began_from"}  # state.pt keys renamed since (old checkpoints still load)
 
@@ -71,20 +77,64 @@ class TrialState:
         return results.trial_finished(levels, set(range(self.level + 1)), self.diverged)
 
     def save(self, path: Path) -> None:
-        atomic_torch_save(dict(self.__dict__), path)
+        """Write the checkpoint atomically with a checksum; the one it replaces becomes PREVIOUS."""
+        buf = io.BytesIO()
+        torch.save(dict(self.__dict__), buf)
+        blob = buf.getvalue()
+        if path.exists():
+            os.replace(path, path.with_name(PREVIOUS))
+        atomic_write(path, lambda fh: fh.write(_MAGIC + hashlib.sha256(blob).digest() + blob))
 
     @classmethod
     def load(cls, path: Path) -> TrialState:
-        # weights_only: a checkpoint is data, never code to unpickle
-        raw = torch.load(path, map_location="cpu", weights_only=True)
+        """The checkpoint at `path`; CorruptState naming it when it is truncated, altered or not one."""
+        data = path.read_bytes()
+        if data.startswith(_MAGIC):
+            digest, blob = data[len(_MAGIC) : len(_MAGIC) + 32], data[len(_MAGIC) + 32 :]
+            if hashlib.sha256(blob).digest() != digest:
+                raise CorruptState(f"{path}: checksum mismatch ({len(data)} bytes; truncated or altered)")
+        else:
+            blob = data  # written before checksums (no magic): torch's own zip checks only
+        try:  # weights_only: a checkpoint is data, never code to unpickle
+            raw = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise CorruptState(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
         raw = {_LEGACY_STATE.get(k, k): v for k, v in raw.items() if k != "rows"}  # rows: results folder
         return cls(**raw)
 
 
+class CorruptState(ValueError):
+    """A checkpoint that cannot be trusted: truncated, altered, or not a checkpoint."""
+
+
+def resume_state(workdir: Path, say: Callable[[str], None]) -> TrialState:
+    """The newest readable checkpoint of `workdir` (STATE, else PREVIOUS, else a fresh start), saying in
+    one line which unreadable file it passed over and which level is recomputed."""
+    for name in (STATE, PREVIOUS):
+        path = workdir / name
+        if not path.exists():
+            continue
+        try:
+            st = TrialState.load(path)
+        except CorruptState as e:
+            say(f"lthray: {e}; passing over it")
+            continue
+        if name == PREVIOUS:
+            say(f"lthray: continuing from {path} (level {st.level}): level {st.level + 1} is recomputed")
+        return st
+    if (workdir / STATE).exists() or (workdir / PREVIOUS).exists():
+        say(f"lthray: no readable checkpoint in {workdir}: the trial restarts from level 0 (its finished rows "
+            "stay, and are not written twice)")
+    return TrialState()
+
+
 def last_level(path: Path) -> int:
-    """The last finished level a checkpoint records (-1 without one): a level is finished once its
-    checkpoint is written, which `publish` does after the level's mask file and row."""
-    return TrialState.load(path).level if path.exists() else -1
+    """The last finished level a checkpoint records (-1 without one, or an unreadable one): a level is
+    finished once its checkpoint is written, which `run_trial` does after the level's mask file and row."""
+    try:
+        return TrialState.load(path).level if path.exists() else -1
+    except CorruptState:
+        return -1
 
 
 def _state_cpu(model: torch.nn.Module) -> Weights:
@@ -369,6 +419,33 @@ def publish(record: LevelRecord, mask: masks.Mask, results_dir: str | Path) -> d
     return row
 
 
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def check_masks(cfg: TrialConfig, st: TrialState, workdir: Path, results_dir: str | Path,
+                say: Callable[[str], None]) -> TrialState:
+    """The state to continue from, given the mask files of the finished levels: a missing or unreadable
+    one is named and set aside, and its level is recomputed (from PREVIOUS when it is the last level,
+    else from level 0); rows that exist stay and are never written twice."""
+    rid = run_id(cfg)
+    for level in range(st.level + 1):
+        why = mask_files.problem(results_dir, rid, level)
+        if why is None:
+            continue
+        path = mask_files.path_of(results_dir, rid, level)
+        if why != "is missing":
+            storage.set_aside(path)
+        try:
+            prev = TrialState.load(workdir / PREVIOUS) if level == st.level else None
+        except CorruptState:
+            prev = None
+        start = prev if prev is not None and prev.level == level - 1 else TrialState()
+        say(f"lthray: mask file {path} {why}; recomputing from level {start.level + 1}")
+        return start
+    return st
+
+
 def run_trial(
     cfg: TrialConfig,
     workdir: str | Path,
@@ -383,7 +460,7 @@ def run_trial(
     validate.check(cfg)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    state = TrialState.load(workdir / STATE) if (workdir / STATE).exists() else TrialState()
+    state = check_masks(cfg, resume_state(workdir, _say), workdir, results_dir, _say)
     device = torch.device(device) if device is not None else default_device()
     t = setup(cfg, device, sweep=sweep, trial_id=trial_id)
     for level in range(state.level + 1, cfg.prune.levels + 1):

@@ -46,6 +46,24 @@ def write(results_dir: str | Path, run_id: str, level: int, mask: Mask) -> bool:
     return publish_table(folder(results_dir), row_name(run_id, level), to_table(run_id, level, mask))
 
 
+def path_of(results_dir: str | Path, run_id: str, level: int) -> str:
+    return f"{folder(results_dir)}/{row_name(run_id, level)}"
+
+
+def problem(results_dir: str | Path, run_id: str, level: int) -> str | None:
+    """What is wrong with one level's mask file ('missing', or why it cannot be read), or None."""
+    path = path_of(results_dir, run_id, level)
+    if not storage.exists(path):
+        return "is missing"
+    try:
+        t, _ = read_tagged(path, storage.resolve(results_dir)[0], "lthray.mask_version", "mask file")
+        for r in t.to_pylist():
+            unpack(r)
+    except ResultsError as e:
+        return f"is unreadable ({e})"
+    return None
+
+
 def unpack(row: dict) -> np.ndarray:
     """One layer's bool mask, checked against its stored count of kept weights."""
     n = int(np.prod(row["shape"]))

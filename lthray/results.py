@@ -214,10 +214,14 @@ def _publish_local(final: Path, table: pa.Table) -> bool:
         return False
     tmp = storage.temp_name(final)
     try:
-        with open(tmp, "wb") as fh:
-            pq.write_table(table, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            with open(tmp, "wb") as fh:
+                pq.write_table(table, fh)
+                fh.flush()
+                storage.check_fault(final)
+                os.fsync(fh.fileno())
+        except OSError as e:
+            raise storage.write_failed(final, e) from e
         pause = float(os.environ.get("LTHRAY_FAULT_WRITE_PAUSE") or 0)
         if pause > 0:  # fault-injection hook: lets a test SIGKILL us while a file is half-published
             time.sleep(pause)

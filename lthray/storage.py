@@ -8,6 +8,7 @@ locally needs more than pyarrow offers (a hard link: atomic *and* never overwrit
 
 from __future__ import annotations
 
+import errno
 import os
 import uuid
 from collections.abc import Callable
@@ -16,6 +17,29 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pyarrow.fs as pafs
+
+
+class StorageError(OSError):
+    """A file could not be written (full disk, I/O error): nothing partial was published."""
+
+
+def write_failed(path: str | Path, e: OSError) -> StorageError:
+    """The one-line error of a failed write, naming the file and the cause."""
+    code = errno.errorcode.get(e.errno or 0, "")
+    cause = f"{e.strerror or e}" + (f" ({code})" if code else "")
+    return StorageError(e.errno, f"could not write {path}: {cause}; nothing partial was published (the old "
+                                f"file, if any, is intact): free space or fix the disk, then resume")
+
+
+def check_fault(path: str | Path) -> None:
+    """Fault-injection hook for tests (LTHRAY_FAULT_FSYNC=ERRNO:SUBSTRING, e.g. ENOSPC:__L001.parquet): the
+    write of any file whose path contains SUBSTRING fails at its fsync, as a full or failing disk does."""
+    spec = os.environ.get("LTHRAY_FAULT_FSYNC")
+    if spec:
+        name, _, part = spec.partition(":")
+        if part and part in str(path):
+            code = getattr(errno, name)
+            raise OSError(code, os.strerror(code), str(path))
 
 
 def is_uri(location: str | Path) -> bool:
@@ -70,6 +94,16 @@ def write_text(location: str | Path, text: str) -> None:
         f.write(text.encode())
 
 
+def set_aside(location: str | Path) -> str:
+    """Rename a corrupt file to a hidden sibling (readers skip dot-files) so it can be rewritten and
+    still be looked at; returns the new location."""
+    fs, path = resolve(location)
+    head, _, name = path.rpartition("/")
+    aside = f"{head}/.{name}.{uuid.uuid4().hex[:8]}.corrupt"
+    fs.move(path, aside)
+    return aside
+
+
 def temp_name(path: Path) -> Path:
     """A hidden, unique sibling of `path` (readers of the folder skip dot-files)."""
     return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
@@ -83,8 +117,11 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
         with open(tmp, "wb") as fh:
             write(fh)
             fh.flush()
+            check_fault(path)
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        raise write_failed(path, e) from e
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -4,12 +4,14 @@ only. Every entry point (the lthray CLI, `run_trial`, the sweep driver's preset 
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from lthray.config import ConfigError, TrialConfig, from_flat, to_flat
+from lthray import masks
 from lthray.data import DATASETS
 from lthray.methods import METHODS
-from lthray.models import MODELS
+from lthray.models import MODELS, build
 from lthray.rewind import REWINDS
 from lthray.schedule import num_train, rewind_steps, total_steps
 
@@ -17,6 +19,15 @@ from lthray.schedule import num_train, rewind_steps, total_steps
 def _known(name: str, value: str, registry: Any) -> None:
     if value not in registry:
         raise ConfigError(f"{name}={value!r} is not allowed; expected one of {registry.names()}")
+
+
+@lru_cache(maxsize=32)
+def prunable_shape(model: str, dataset: str) -> tuple[int, int]:
+    """(prunable layers, prunable weights) of `model` built for `dataset` (once per pair: a search
+    validates thousands of configs)."""
+    spec = DATASETS.get(dataset)
+    m = build(model, spec.num_classes, 0, spec.channels)
+    return len(masks.prunable(m)), masks.count(masks.ones(m))[1]
 
 
 def check(cfg: TrialConfig) -> TrialConfig:
@@ -31,6 +42,14 @@ def check(cfg: TrialConfig) -> TrialConfig:
                           f"integer in [100, {n}]")
     for key, value, allowed in METHODS.get(cfg.prune.method).problems(to_flat(cfg)):
         raise ConfigError(f"{key}={value!r} is not allowed; expected {allowed}")
+    layers, weights = prunable_shape(cfg.model.name, cfg.data.dataset)
+    final = cfg.prune.density_at(cfg.prune.levels)
+    if round(final * weights) < layers:  # fewer weights than layers: some layer is cut off entirely
+        what = ("prune.target_density", cfg.prune.target_density) if cfg.prune.target_density is not None else \
+            ("prune.rate", cfg.prune.rate)
+        raise ConfigError(f"{what[0]}={what[1]!r} is not allowed; expected a schedule that keeps at least one "
+                          f"weight per prunable layer of {cfg.model.name} at its last level (>= {layers} of "
+                          f"{weights}, density >= {layers / weights:.2g}; this one ends at {final:.2g})")
     total, k = total_steps(cfg), rewind_steps(cfg)  # total_steps refuses a batch larger than the data
     if k >= total:
         raise ConfigError(f"prune.rewind_step={cfg.prune.rewind_step!r} is not allowed; expected a step before "

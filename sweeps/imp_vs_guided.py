@@ -12,12 +12,14 @@ Re-running the same command also resumes; --resume additionally insists there is
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
 import sys
 from typing import Any
 
+from sweeps import lock as driver_lock
 from sweeps import resume
 from sweeps.cli import UsageError, parser, validate
 from sweeps.presets import PRESETS, Preset, sample
@@ -42,7 +44,22 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, resume.ResumeMismatch) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    return run(args, preset, store, meta, num_samples)
+    fresh = not store.uri and not os.path.isdir(store.dir)
+    try:  # one driver per sweep (sweeps/lock.py)
+        lock = driver_lock.acquire(store)
+    except driver_lock.SweepLocked as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    rc = EXIT_USAGE
+    try:
+        rc = run(args, preset, store, meta, num_samples)
+        return rc
+    finally:
+        untouched = rc == EXIT_USAGE and not store.exists("sweep.json")  # refused: leave no trace
+        lock.release(discard=untouched)
+        if untouched and fresh:
+            with contextlib.suppress(OSError):
+                os.rmdir(store.dir)
 
 
 class ClusterRefused(RuntimeError):

@@ -8,42 +8,17 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import secrets
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from lthray import results
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-RAY = str(Path(sys.executable).parent / "ray")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def started_by(temp: Path) -> list[psutil.Process]:
-    """Every process of the cluster rooted at `temp` (its GCS, raylets, agents, workers)."""
-    roots = [p for p in psutil.process_iter(["cmdline"]) if any(str(temp) in a for a in p.info["cmdline"] or [])]
-    procs = set(roots)
-    for p in roots:
-        try:
-            procs.update(p.children(recursive=True))
-        except psutil.NoSuchProcess:
-            pass
-    return list(procs)
 
 
 CLIENT = "import ray; ray.init(address='{}', _node_ip_address='127.0.0.1'); print('CONNECTED')"
@@ -68,62 +43,28 @@ def refused_clients(env: dict[str, str], port: int, tmp_path: Path) -> dict[str,
     }
 
 
-def test_sweep_spreads_over_two_nodes_and_cleans_up(tmp_path):
-    # Ray's socket paths must stay short: a temp dir under /tmp, not pytest's deep tmp_path.
-    temp = Path(tempfile.mkdtemp(prefix="lthray-ray-", dir="/tmp"))
-    port = free_port()
-    # Token auth, with a token of this test's own: nothing is read from or written to ~/.ray.
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
-           "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    env.pop("RAY_AUTH_TOKEN_PATH", None)
-    env.pop("RAY_ADDRESS", None)
-    node = ["--num-cpus=1", "--object-store-memory=100000000", "--node-ip-address=127.0.0.1"]
-    try:
-        subprocess.run([RAY, "start", "--head", f"--port={port}", "--include-dashboard=false",
-                        f"--temp-dir={temp}", "--disable-usage-stats", *node],
-                       env=env, check=True, capture_output=True, timeout=120)
-        subprocess.run([RAY, "start", f"--address=127.0.0.1:{port}", *node], env=env, check=True,
-                       capture_output=True, timeout=120)
-        deadline = time.time() + 60
-        while True:  # wait for the second node to register
-            st = subprocess.run([RAY, "status", f"--address=127.0.0.1:{port}"], env=env, capture_output=True,
-                                text=True, timeout=60).stdout
-            if st.count("node_") >= 2 or time.time() > deadline:
-                break
-            time.sleep(1)
-        assert st.count("node_") >= 2, st
+def test_sweep_spreads_over_two_nodes_and_cleans_up(tmp_path, two_nodes):
+    env, port = two_nodes.env, two_nodes.port
+    for what, p in refused_clients(env, port, tmp_path).items():
+        out, _ = p.communicate(timeout=180)
+        assert p.returncode != 0 and "CONNECTED" not in out, (what, out[-2000:])
+        if what.startswith("driver"):  # one line, exit 2, no sweep written
+            assert p.returncode == 2, out[-2000:]
+            assert out.strip().splitlines()[-1].startswith("error: the Ray cluster at 127.0.0.1:"), out[-2000:]
+            assert "refused this driver's authentication token" in out
+            assert not (tmp_path / "refused" / "r" / "sweep.json").exists()
+        else:
+            assert "InvalidAuthToken" in out or "AuthenticationError" in out, (what, out[-2000:])
 
-        for what, p in refused_clients(env, port, tmp_path).items():
-            out, _ = p.communicate(timeout=180)
-            assert p.returncode != 0 and "CONNECTED" not in out, (what, out[-2000:])
-            if what.startswith("driver"):  # one line, exit 2, no sweep written
-                assert p.returncode == 2, out[-2000:]
-                assert out.strip().splitlines()[-1].startswith("error: the Ray cluster at 127.0.0.1:"), out[-2000:]
-                assert "refused this driver's authentication token" in out
-                assert not (tmp_path / "refused" / "r" / "sweep.json").exists()
-            else:
-                assert "InvalidAuthToken" in out or "AuthenticationError" in out, (what, out[-2000:])
-
-        out = subprocess.run(
-            [sys.executable, str(ROOT / "sweeps" / "imp_vs_guided.py"), "--preset", "smoke", "--num-samples", "2",
-             "--max-concurrent", "2", "--address", f"127.0.0.1:{port}", "--storage", str(tmp_path), "--name", "c"],
-            env=env, capture_output=True, text=True, timeout=400)
-        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-        rows = results.read(tmp_path / "c" / "results").to_pylist()
-        keys = [(r["run_id"], r["level"]) for r in rows]
-        assert len(keys) == 2 * 3 and len(set(keys)) == len(keys)
-        nodes = set()
-        for f in (tmp_path / "c").glob("trainable_*/result.json"):
-            nodes |= {json.loads(line)["node_id"] for line in f.read_text().splitlines()}
-        assert len(nodes) == 2, f"trials ran on {len(nodes)} node(s)"
-    finally:
-        procs = started_by(temp)
-        for p in procs:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(procs, timeout=30)
-        left = [p for p in started_by(temp) if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-        shutil.rmtree(temp, ignore_errors=True)
-    assert not left, f"Ray processes left running: {[p.pid for p in left]}"
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "sweeps" / "imp_vs_guided.py"), "--preset", "smoke", "--num-samples", "2",
+         "--max-concurrent", "2", "--address", f"127.0.0.1:{port}", "--storage", str(tmp_path), "--name", "c"],
+        env=env, capture_output=True, text=True, timeout=400)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    rows = results.read(tmp_path / "c" / "results").to_pylist()
+    keys = [(r["run_id"], r["level"]) for r in rows]
+    assert len(keys) == 2 * 3 and len(set(keys)) == len(keys)
+    nodes = set()
+    for f in (tmp_path / "c").glob("trainable_*/result.json"):
+        nodes |= {json.loads(line)["node_id"] for line in f.read_text().splitlines()}
+    assert len(nodes) == 2, f"trials ran on {len(nodes)} node(s)"

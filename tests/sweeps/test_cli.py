@@ -37,6 +37,9 @@ from sweeps import imp_vs_guided as cli
         (["--choice", "prune.method=imp,synflow", "--set", "prune.rewind=lr"], ["prune.rewind='lr'", "'weight' with"]),
         (["--set", "instability.points=5"], ["instability.points=5", "[11, 101]"]),
         (["--set", "prune.pai_iterations=0"], ["prune.pai_iterations=0", "[1, 1000]"]),
+        # a density no schedule can reach without cutting a layer off entirely
+        (["--set", "prune.target_density=0.00001"], ["prune.target_density=1e-05", "one weight per prunable layer"]),
+        (["--set", "prune.rate=0.99", "--set", "prune.levels=4"], ["prune.rate=0.99", "density >= 8.2e-05"]),
     ],
 )
 def test_bad_input_is_refused_with_one_line_and_exit_2(tmp_path, capsys, flags, words):

@@ -108,3 +108,40 @@ def test_ctrl_c_saves_state_and_resume_continues(sweep):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     counts = sweep.counts()
     assert len(counts) == 3 * 4 and set(counts.values()) == {1}
+
+
+def test_a_second_driver_is_refused_and_a_killed_drivers_lock_taken_over(sweep):
+    flags = ["--num-samples", "3", "--max-concurrent", "1", "--set", "prune.levels=3"]
+    first = sweep.start(*flags)
+    lock = sweep.storage / sweep.name / "driver.lock"
+    sweep.wait_for(first, lambda: lock.exists() and lock.read_text().strip() != "", "the first driver's lock")
+    second = sweep.run(*flags, timeout=120)
+    assert second.returncode == 2, second.stdout[-2000:] + second.stderr[-2000:]
+    last = second.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: sweep ") and f"driver PID {first.pid} on host" in last, last
+    assert first.poll() is None  # the first driver is untouched and still running
+    sweep.kill_tree(first)  # kill -9: the lock file still names it, its flock is gone
+    assert json.loads(lock.read_text())["pid"] == first.pid
+    out = sweep.run(*flags, "--resume")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    took = [ln for ln in (out.stdout + out.stderr).splitlines() if "taking over the lock" in ln]
+    assert len(took) == 1 and f"driver PID {first.pid}" in took[0] and "no longer running" in took[0]
+    counts = sweep.counts()
+    assert len(counts) == 3 * 4 and set(counts.values()) == {1}
+    assert lock.read_text() == ""  # released at the end
+
+
+def test_a_full_disk_fails_the_trial_clearly_and_resume_completes_the_sweep(sweep):
+    flags = ["--num-samples", "1", "--max-failures", "0", "--set", "prune.levels=2"]
+    proc = sweep.start(*flags, LTHRAY_FAULT_FSYNC="ENOSPC:__L001.parquet")  # level 1's mask file fails
+    assert proc.wait(timeout=400) == 1  # the sweep could not finish its trial
+    text = proc.stdout.read().decode()
+    assert "could not write" in text and "No space left on device (ENOSPC)" in text, text[-3000:]
+    assert sweep.rows() == 1 and hidden(sweep) == []  # level 0 only; nothing partial
+    out = sweep.run(*flags, "--resume")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    counts = sweep.counts()
+    assert len(counts) == 3 and set(counts.values()) == {1}
+    from lthray import mask_files
+
+    assert len(mask_files.read(sweep.results)) == 3 and hidden(sweep) == []
