@@ -8,10 +8,12 @@ locally needs more than pyarrow offers (a hard link: atomic *and* never overwrit
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO
@@ -92,6 +94,20 @@ def write_text(location: str | Path, text: str) -> None:
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     with fs.open_output_stream(path) as f:
         f.write(text.encode())
+
+
+@contextlib.contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the hidden sibling .NAME.lock of `path` (a local file) while the body
+    runs: processes that need one expensive file (a concept bank) build it once, the others wait, then
+    read it. flock: released by the kernel if the holder dies, so a killed builder never blocks anyone."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def set_aside(location: str | Path) -> str:

@@ -7,8 +7,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from lthray.config import ConfigError, TrialConfig, from_flat, to_flat
 from lthray import masks
+from lthray.config import ConfigError, TrialConfig, from_flat, to_flat
 from lthray.data import DATASETS
 from lthray.methods import METHODS
 from lthray.models import MODELS, build

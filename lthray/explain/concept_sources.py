@@ -33,7 +33,7 @@ from lthray.data import Data, cache_dir
 from lthray.explain import concepts as concepts_mod
 from lthray.explain.concepts import Bank, ConceptBankUnavailable
 from lthray.registry import Registry
-from lthray.storage import atomic_write
+from lthray.storage import atomic_write, exclusive
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -164,12 +164,15 @@ def bank_for(data: Data, cc: ConceptConfig) -> Bank:
         return _BANKS[key]
     path = cache_dir() / "concepts" / f"{data.spec.name}__{name.replace('/', '_')}__{digest}.pt"
     cached = _read_cache(path, concepts)
-    if cached is not None:
-        idx, sim = cached
-    else:
-        sim = SOURCES.get(cc.source)(data, cc, images)[2]
-        blob = {"concepts": concepts, "idx": idx, "sim": sim, "sha256": _checksum(concepts, idx, sim)}
-        atomic_write(path, lambda fh: torch.save(blob, fh))  # racing trials write the same bytes, atomically
+    if cached is None:
+        with exclusive(path):  # concurrent trials of a node: one builds the bank, the others wait for it
+            cached = _read_cache(path, concepts)
+            if cached is None:
+                sim = SOURCES.get(cc.source)(data, cc, images)[2]
+                blob = {"concepts": concepts, "idx": idx, "sim": sim, "sha256": _checksum(concepts, idx, sim)}
+                atomic_write(path, lambda fh: torch.save(blob, fh))
+                cached = idx, sim
+    idx, sim = cached
     _BANKS[key] = Bank(name, concepts, sim, idx)
     return _BANKS[key]
 

@@ -23,7 +23,7 @@ from torch import nn
 from lthray.data import Data, cache_dir
 from lthray.explain.rank import spearman
 from lthray.modes import eval_mode
-from lthray.storage import atomic_torch_save
+from lthray.storage import atomic_torch_save, exclusive
 
 HERE = Path(__file__).resolve().parent
 VOCAB_DIR = HERE.parent / "concepts"
@@ -118,15 +118,19 @@ def concept_bank(data: Data, model_name: str, pretrained: str) -> Bank:
     concepts = vocabulary(dataset)
     name = bank_name(model_name, pretrained)
     path = cache_dir() / "clip" / f"{dataset}__{model_name}__{pretrained or 'random'}.pt"
-    saved = torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
-    if saved is not None and saved["concepts"] == concepts:
-        sim = saved["train_sim"]
-    else:
-        images = (data.train_x.cpu() * data.std + data.mean).clamp(0, 1)
-        model, tok = load_clip(model_name, pretrained)
-        sim = clip_similarities(model, tok, concepts, images)
-        # concurrent trials may race to write it: both write the same thing, atomically
-        atomic_torch_save({"concepts": concepts, "train_sim": sim}, path)
+    def saved() -> torch.Tensor | None:
+        s = torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
+        return s["train_sim"] if s is not None and s["concepts"] == concepts else None
+
+    sim = saved()
+    if sim is None:
+        with exclusive(path):  # concurrent trials of a node: one builds the bank, the others wait for it
+            sim = saved()
+            if sim is None:
+                images = (data.train_x.cpu() * data.std + data.mean).clamp(0, 1)
+                model, tok = load_clip(model_name, pretrained)
+                sim = clip_similarities(model, tok, concepts, images)
+                atomic_torch_save({"concepts": concepts, "train_sim": sim}, path)
     _BANKS[key] = Bank(name, concepts, sim)
     return _BANKS[key]
 
