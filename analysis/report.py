@@ -37,7 +37,8 @@ def by_series(summary: pd.DataFrame) -> pd.DataFrame:
     return summary.assign(family=stats.series(summary))
 
 
-RANGES = {"test_acc": (0, 1), "pcbm_acc": (0, 1), "cam_iou": (0, 1), "concept_topk_overlap": (0, 1),
+RANGES = {"cam_energy_inside": (0, 1), "cam_pointing": (0, 1), "cam_concentration": (0, 1),
+          "test_acc": (0, 1), "pcbm_acc": (0, 1), "cam_iou": (0, 1), "concept_topk_overlap": (0, 1),
           "cam_spearman": (-1, 1), "concept_weight_spearman": (-1, 1)}
 
 
@@ -256,6 +257,7 @@ def build(rows: pd.DataFrame, out: Path, masks: tickets.Masks | None = None, con
                         curve(shown, "cam_iou", "Grad-CAM top-k IoU to dense", color=color),
                         curve(shown, "cam_faithfulness", "Grad-CAM faithfulness (own maps)", color=color)),
             "cam_curves", "Grad-CAM fidelity vs density")
+    localisation_section(r, rows, shown, color)
     r.heading("(c) Concept fidelity")
     if summary["concept_topk_overlap"].notna().any():
         r.chart(alt.hconcat(curve(shown, "concept_topk_overlap", "concept top-k overlap with dense", color=color),
@@ -288,6 +290,33 @@ def build(rows: pd.DataFrame, out: Path, masks: tickets.Masks | None = None, con
     instability_section(r, rows, summary, out)
     r.write(title)
     return out / "report.html"
+
+
+def localisation_section(r: Report, rows: pd.DataFrame, shown: pd.DataFrame, color: alt.Color) -> None:
+    """(b2) Where the maps lie against the object masks, per method and density, with the dense models'
+    seed-to-seed band as the noise floor and the object's area as energy-inside's chance level."""
+    if shown["cam_concentration"].isna().all():
+        return
+    r.heading("(b2) Where Grad-CAM looks: localisation and concentration")
+    has_masks = shown["cam_energy_inside"].notna().any()
+    area = rows["object_area"].dropna()
+    r.para(("Energy inside: the share of each probe map's mass on the garment (pixels above the black "
+            f"background); a map spread evenly scores the object's area, {area.mean():.1%} of the probe "
+            "images (chance). Pointing: the share of maps whose peak lies on the garment. " if has_masks else
+            "This dataset has no object masks: only concentration is measured. ")
+           + "Concentration: the fraction of the image's area holding half the map's mass (0.5 = uniform; "
+           "lower = focused on a part). Mean and 95% CI over seeds; the grey band is the dense models' CI "
+           "over seeds, the seed-to-seed noise floor a pruned model's change must clear.")
+    charts = [curve(shown, "cam_concentration", "area holding half the mass", dense_band=True, color=color)]
+    if has_masks:
+        chance = alt.Chart(pd.DataFrame({"chance": [float(area.mean())]})).mark_rule(
+            color="black", strokeDash=[4, 3]).encode(y="chance:Q")  # a uniform map's score
+        energy = curve(shown, "cam_energy_inside", "Grad-CAM mass on the object (dashed: chance)", dense_band=True,
+                       color=color)
+        charts = [alt.layer(energy, chance),
+                  curve(shown, "cam_pointing", "Grad-CAM peak on the object", dense_band=True, color=color),
+                  *charts]
+    r.chart(alt.hconcat(*charts), "localisation", "Grad-CAM localisation and concentration vs density")
 
 
 def masks_of(rows: pd.DataFrame) -> tickets.Masks:

@@ -35,6 +35,8 @@ class DatasetSpec:
     pad: int  # max translation in pixels for random crops
     load: Callable[[Path], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]]
     channels: int = 3  # input channels the models are built for (1 for grayscale datasets)
+    # Objects on a black background: the pixels above it are a ground-truth object mask (object_masks).
+    black_background: bool = False
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
@@ -93,7 +95,7 @@ DATASETS.register("digits")(DatasetSpec("digits", 1437, 360, 10, flip=False, pad
 DATASETS.register("cifar10")(DatasetSpec("cifar10", 50000, 10000, 10, flip=True, pad=4, load=_load_cifar10))
 # Clothes mirror into clothes, so flips are label-preserving; 1 channel: models are built for grayscale.
 DATASETS.register("fashion_mnist")(DatasetSpec("fashion_mnist", 60000, 10000, 10, flip=True, pad=2,
-                                               load=_load_fashion_mnist, channels=1))
+                                               load=_load_fashion_mnist, channels=1, black_background=True))
 
 
 @dataclass
@@ -182,6 +184,18 @@ def augment(x: torch.Tensor, pad: int, flip: bool, g: torch.Generator) -> torch.
         # advanced indices separated by a slice -> result is n,h,w,c
         x = xp[b, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
     return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x.contiguous()
+
+
+OBJECT_LEVEL = 0.5 / 255  # an object pixel has 8-bit intensity >= 1: anything above the black background
+
+
+def object_masks(data: Data, x: torch.Tensor) -> np.ndarray | None:
+    """(N, H, W) bool masks of the object in each image of `x` (normalised, from `data`): pixels whose
+    intensity in any channel is above the black background. None for datasets without one (CIFAR-10)."""
+    if not data.spec.black_background:
+        return None
+    raw = x.double() * data.std.double().to(x.device) + data.mean.double().to(x.device)
+    return (raw.amax(1) > OBJECT_LEVEL).cpu().numpy()
 
 
 def guide_idx(data: Data, n: int) -> torch.Tensor:

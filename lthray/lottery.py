@@ -34,6 +34,7 @@ from lthray import data as data_mod
 from lthray import instability, mask_files, masks, results, schedule, storage, validate
 from lthray.config import TrialConfig, run_id, to_json
 from lthray.explain import concepts as concepts_mod
+from lthray.explain import localisation
 from lthray.explain.cam import explain, fidelity_loss, gradcam
 from lthray.explain.concept_sources import bank_for
 from lthray.methods import CRITERIA, METHODS, Method, ScoreContext, scores_for
@@ -155,6 +156,7 @@ class Trial:
     guide_y: torch.Tensor
     bank: concepts_mod.Bank | None
     identity: dict[str, Any]  # the row columns that are the same at every level
+    objects: np.ndarray | None  # the probe images' object masks (None where the dataset has none)
 
     @property
     def needs_guide_maps(self) -> bool:
@@ -181,7 +183,7 @@ def setup(cfg: TrialConfig, device: torch.device, *, sweep: str, trial_id: str) 
         "git_sha": results.git_sha(), "config_json": to_json(cfg),
     }
     return Trial(cfg, METHODS.get(cfg.prune.method), device, data, model, data.train_x[gi], data.train_y[gi],
-                 bank, identity)
+                 bank, identity, data_mod.object_masks(data, data.probe_x))
 
 
 def context(t: Trial, st: TrialState, level: int, mask: masks.Mask) -> ScoreContext:
@@ -311,7 +313,7 @@ def measure(t: Trial, st: TrialState, level: int) -> Measurement:
     con = concept_columns(t, st.dense_pcbm)
     cols = {"test_acc": acc, "test_loss": loss, "cam_spearman": rep.spearman, "cam_iou": rep.iou,
             "cam_faithfulness": rep.faithfulness, "probe_cams": rep.maps[:GALLERY].ravel().tolist(),
-            **(con.cols if con is not None else {})}
+            **localisation.columns(rep.maps, t.objects), **(con.cols if con is not None else {})}
     return Measurement({**cols, "explain_seconds": time.perf_counter() - t0}, rep.maps, guide_maps, con)
 
 

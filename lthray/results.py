@@ -24,9 +24,9 @@ import pyarrow.parquet as pq
 
 from lthray import storage
 
-# 3: + rewind_spec (the rewind point as written); 4: + instability_barrier, instability_errors.
-# Versions 2 and 3 still read (see _upgrade).
-SCHEMA_VERSION = 4
+# 3: + rewind_spec (the rewind point as written); 4: + instability_barrier, instability_errors;
+# 5: + cam_energy_inside, cam_pointing, cam_concentration, object_area. Versions 2 to 4 still read (_upgrade).
+SCHEMA_VERSION = 5
 
 _F, _I, _S = pa.float64(), pa.int64(), pa.string()
 
@@ -74,6 +74,14 @@ class LevelRecord:
                                 show="iou {:.3f}")
     cam_faithfulness: float | None = col(_F, "the model's own maps: ROAD combined or confidence drop",
                                          nullable=True, report=True)
+    cam_energy_inside: float | None = col(_F, "share of the Grad-CAM map's mass on the object (energy-based "
+                                          "pointing game); null without object masks", nullable=True, report=True)
+    cam_pointing: float | None = col(_F, "fraction of probe maps whose maximum lies on the object (pointing "
+                                     "game); null without object masks", nullable=True, report=True)
+    cam_concentration: float | None = col(_F, "fraction of the image's area holding half the map's mass",
+                                          nullable=True, report=True)
+    object_area: float | None = col(_F, "mean fraction of a probe image's area on the object: energy inside's "
+                                    "chance level; null without object masks", nullable=True)
     concept_bank: str = col(_S, "concept source ('/random': checks the pipeline only)")
     pcbm_acc: float | None = col(_F, "test accuracy of the post-hoc concept bottleneck on this backbone",
                                  nullable=True, report=True)
