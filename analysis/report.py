@@ -37,7 +37,8 @@ def by_series(summary: pd.DataFrame) -> pd.DataFrame:
     return summary.assign(family=stats.series(summary))
 
 
-RANGES = {"cam_energy_inside": (0, 1), "cam_pointing": (0, 1), "cam_concentration": (0, 1),
+RANGES = {"cam_energy_inside": (0, 1), "cam_pointing": (0, 1), "cam_concentration": (0, 1), "lrp_spearman": (-1, 1),
+          "lrp_energy_inside": (0, 1), "lrp_pointing": (0, 1), "lrp_concentration": (0, 1),
           "test_acc": (0, 1), "pcbm_acc": (0, 1), "cam_iou": (0, 1), "concept_topk_overlap": (0, 1),
           "cam_spearman": (-1, 1), "concept_weight_spearman": (-1, 1)}
 
@@ -317,6 +318,18 @@ def localisation_section(r: Report, rows: pd.DataFrame, shown: pd.DataFrame, col
                   curve(shown, "cam_pointing", "Grad-CAM peak on the object", dense_band=True, color=color),
                   *charts]
     r.chart(alt.hconcat(*charts), "localisation", "Grad-CAM localisation and concentration vs density")
+    if shown["lrp_spearman"].notna().any():
+        r.heading("(b3) A second attribution method: LRP next to Grad-CAM")
+        r.para("LRP (zennit, EpsilonPlusFlat with BatchNorm merged into its convolution) on the same probe "
+               "images and true classes: its drift from the dense model's LRP maps, and the same localisation "
+               "metrics. Where LRP and Grad-CAM move together with density, the finding is about the network; "
+               "where only one moves, it may be about that method.")
+        lrp = [curve(shown, "lrp_spearman", "LRP Spearman to dense", color=color)]
+        if has_masks:
+            lrp.append(curve(shown, "lrp_energy_inside", "LRP mass on the object", dense_band=True, color=color))
+        lrp.append(curve(shown, "lrp_concentration", "area holding half the LRP mass", dense_band=True,
+                         color=color))
+        r.chart(alt.hconcat(*lrp), "lrp", "LRP fidelity, localisation and concentration vs density")
 
 
 def masks_of(rows: pd.DataFrame) -> tickets.Masks:

@@ -210,6 +210,8 @@ class ExplainConfig:
     # criteria score on and that explanation-preserving retraining compares maps on.
     guide_size: int = 256
     fid_batch: int = 32
+    lrp: bool = True  # LRP maps (zennit) beside Grad-CAM at every level, on the same probe images
+
 
     def __post_init__(self) -> None:
         _check(0 < self.topk < 1, "explain.topk", self.topk, "a fraction in (0, 1)")
@@ -217,6 +219,7 @@ class ExplainConfig:
                self.guide_size, "an integer in [8, 4096]")
         _check(isinstance(self.fid_batch, int) and 1 <= self.fid_batch <= self.guide_size, "explain.fid_batch",
                self.fid_batch, "an integer in [1, explain.guide_size]")
+        _check(isinstance(self.lrp, bool), "explain.lrp", self.lrp, "true or false")
         _check(self.faithfulness in FAITHFULNESS, "explain.faithfulness", self.faithfulness,
                f"one of {list(FAITHFULNESS)}")
         _check(len(self.road_percentiles) > 0 and all(0 < int(p) < 100 for p in self.road_percentiles),

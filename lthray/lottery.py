@@ -37,6 +37,8 @@ from lthray.explain import concepts as concepts_mod
 from lthray.explain import localisation
 from lthray.explain.cam import explain, fidelity_loss, gradcam
 from lthray.explain.concept_sources import bank_for
+from lthray.explain.lrp import lrp_maps
+from lthray.explain.rank import spearman
 from lthray.methods import CRITERIA, METHODS, Method, ScoreContext, scores_for
 from lthray.models import build
 from lthray.models.common import CamModel
@@ -68,6 +70,7 @@ class TrialState:
     weights: Weights = field(default_factory=dict)  # trained weights of `level` (the lineage)
     rewind: Weights = field(default_factory=dict)  # weights + BN buffers after k steps
     dense_maps: torch.Tensor | None = None  # level 0's Grad-CAM maps: the reference for every level
+    dense_lrp: torch.Tensor | None = None  # level 0's LRP maps (explain.lrp): LRP's reference
     guide_maps: torch.Tensor | None = None  # level 0's maps on the guide (training) images
     began_from: Weights = field(default_factory=dict)  # weights when `level`'s training began
     pcbm: dict[str, torch.Tensor] = field(default_factory=dict)  # PCBM of `level`'s backbone
@@ -296,6 +299,7 @@ class Measurement:
 
     cols: dict[str, Any]
     maps: np.ndarray  # Grad-CAM maps of the probe images
+    lrp: np.ndarray | None  # LRP maps of the probe images (explain.lrp)
     guide_maps: torch.Tensor | None  # level 0, when the method or the fidelity loss reads them
     concepts: Concepts | None
 
@@ -310,11 +314,19 @@ def measure(t: Trial, st: TrialState, level: int) -> Measurement:
     guide_maps = None
     if level == 0 and t.needs_guide_maps:
         guide_maps = torch.from_numpy(gradcam(t.model, t.model.cam_layer, t.guide_x, t.guide_y))
+    lrp, lrp_cols = None, {}
+    if t.cfg.explain.lrp:
+        lrp = lrp_maps(t.model, t.data.probe_x, t.data.probe_y)
+        ref_lrp = lrp if st.dense_lrp is None else st.dense_lrp.numpy()
+        lrp_cols = {"lrp_spearman": float(np.mean(spearman(lrp, ref_lrp))),
+                    **localisation.columns(lrp, t.objects, "lrp")}
     con = concept_columns(t, st.dense_pcbm)
     cols = {"test_acc": acc, "test_loss": loss, "cam_spearman": rep.spearman, "cam_iou": rep.iou,
             "cam_faithfulness": rep.faithfulness, "probe_cams": rep.maps[:GALLERY].ravel().tolist(),
-            **localisation.columns(rep.maps, t.objects), **(con.cols if con is not None else {})}
-    return Measurement({**cols, "explain_seconds": time.perf_counter() - t0}, rep.maps, guide_maps, con)
+            **localisation.columns(rep.maps, t.objects), **lrp_cols,
+            "object_area": None if t.objects is None else float(t.objects.mean()),
+            **(con.cols if con is not None else {})}
+    return Measurement({**cols, "explain_seconds": time.perf_counter() - t0}, rep.maps, lrp, guide_maps, con)
 
 
 def fresh_init(t: Trial, level: int) -> Weights:
@@ -407,6 +419,7 @@ def advance(st: TrialState, lv: Level) -> TrialState:
         began_from=lv.began_from, diverged=m is None,
         rewind=lv.rewind if lv.rewind is not None else st.rewind,
         dense_maps=torch.from_numpy(np.ascontiguousarray(m.maps)) if first else st.dense_maps,
+        dense_lrp=torch.from_numpy(m.lrp) if first and m.lrp is not None else st.dense_lrp,
         guide_maps=m.guide_maps if first else st.guide_maps,
         pcbm=con.pcbm if con is not None else st.pcbm,
         dense_pcbm=con.pcbm if first and con is not None else st.dense_pcbm,

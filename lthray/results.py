@@ -25,7 +25,8 @@ import pyarrow.parquet as pq
 from lthray import storage
 
 # 3: + rewind_spec (the rewind point as written); 4: + instability_barrier, instability_errors;
-# 5: + cam_energy_inside, cam_pointing, cam_concentration, object_area. Versions 2 to 4 still read (_upgrade).
+# 5: + cam_energy_inside, cam_pointing, cam_concentration, object_area and the lrp_ columns. Versions 2 to 4
+# still read (_upgrade).
 SCHEMA_VERSION = 5
 
 _F, _I, _S = pa.float64(), pa.int64(), pa.string()
@@ -82,6 +83,14 @@ class LevelRecord:
                                           nullable=True, report=True)
     object_area: float | None = col(_F, "mean fraction of a probe image's area on the object: energy inside's "
                                     "chance level; null without object masks", nullable=True)
+    lrp_spearman: float | None = col(_F, "LRP (zennit EpsilonPlusFlat) maps vs the dense model's: Spearman, mean "
+                                     "over probe images; null unless explain.lrp", nullable=True, report=True)
+    lrp_energy_inside: float | None = col(_F, "share of the LRP map's mass on the object", nullable=True,
+                                          report=True)
+    lrp_pointing: float | None = col(_F, "fraction of LRP maps whose maximum lies on the object", nullable=True,
+                                     report=True)
+    lrp_concentration: float | None = col(_F, "fraction of the image's area holding half the LRP map's mass",
+                                          nullable=True, report=True)
     concept_bank: str = col(_S, "concept source ('/random': checks the pipeline only)")
     pcbm_acc: float | None = col(_F, "test accuracy of the post-hoc concept bottleneck on this backbone",
                                  nullable=True, report=True)

@@ -49,6 +49,7 @@ def _row(**kw):
         "top_concepts": [f"{c}: a loop | a stroke" for c in range(10)], "probe_cams": [0.5] * (4 * 32 * 32),
         "instability_barrier": None, "instability_errors": None,
         "cam_energy_inside": None, "cam_pointing": None, "cam_concentration": None, "object_area": None,
+        "lrp_spearman": None, "lrp_energy_inside": None, "lrp_pointing": None, "lrp_concentration": None,
         "train_steps": 10, "train_seconds": 1.0, "explain_seconds": 0.1, "git_sha": "abc", "config_json": "{}",
     }
     r.update(kw)

@@ -46,14 +46,12 @@ def concentration(maps: np.ndarray) -> np.ndarray:
     return np.where(total > 0, k / m.shape[1], np.nan)
 
 
-def columns(maps: np.ndarray, objects: np.ndarray | None) -> dict[str, float | None]:
-    """The row's localisation columns: means over the probe images (mask-based ones null without masks)."""
+def columns(maps: np.ndarray, objects: np.ndarray | None, method: str = "cam") -> dict[str, float | None]:
+    """The row's localisation columns of one attribution method's maps (METHOD_energy_inside, ...): means
+    over the probe images, the mask-based ones null without masks."""
     def mean(v: np.ndarray) -> float | None:
         return float(np.nanmean(v)) if np.isfinite(v).any() else None
 
-    out: dict[str, float | None] = {"cam_concentration": mean(concentration(maps)), "cam_energy_inside": None,
-                                    "cam_pointing": None, "object_area": None}
-    if objects is not None:
-        out.update(cam_energy_inside=mean(energy_inside(maps, objects)), cam_pointing=mean(pointing(maps, objects)),
-                   object_area=float(objects.mean()))
-    return out
+    return {f"{method}_concentration": mean(concentration(maps)),
+            f"{method}_energy_inside": None if objects is None else mean(energy_inside(maps, objects)),
+            f"{method}_pointing": None if objects is None else mean(pointing(maps, objects))}
