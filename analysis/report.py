@@ -330,6 +330,32 @@ def localisation_section(r: Report, rows: pd.DataFrame, shown: pd.DataFrame, col
         lrp.append(curve(shown, "lrp_concentration", "area holding half the LRP mass", dense_band=True,
                          color=color))
         r.chart(alt.hconcat(*lrp), "lrp", "LRP fidelity, localisation and concentration vs density")
+    sanity_section(r, rows)
+
+
+def sanity_section(r: Report, rows: pd.DataFrame) -> None:
+    """(b4) The model-randomisation check of each attribution method, over the sweep's dense models."""
+    from lthray.explain.sanity import FAIL_AT, verdict
+
+    dense = rows[(rows["level"] == 0) & rows["cam_sanity_spearman"].notna()]
+    # every method of one seed and design shares its dense model: count each dense model once
+    dense = dense.drop_duplicates(["seed", "cam_sanity_spearman"])
+    if dense.empty:
+        return
+    r.heading("(b4) Sanity check: do the maps depend on the weights?")
+    recs = []
+    for name, col in (("Grad-CAM", "cam_sanity_spearman"), ("LRP", "lrp_sanity_spearman")):
+        v = dense[col].dropna().astype(float).to_numpy()
+        if len(v):
+            m, lo, hi, n = stats.mean_ci(v)
+            recs.append({"attribution": name, "dense models": n,
+                         "Spearman trained vs random weights": _ci(m, max(lo, -1.0), min(hi, 1.0), 1, 2),
+                         "verdict": verdict(m, lo, hi)})  # shown clipped to the range a correlation can take
+    r.para("Each dense model's maps on the probe images against the maps of the same network with every weight "
+           "re-initialised (Adebayo et al. 2018, independent randomisation), by Spearman correlation per image. "
+           f"A method whose 95% interval lies at or above {FAIL_AT} fails (its maps barely depend on what the "
+           f"network learnt), below {FAIL_AT} passes; an interval across it is inconclusive.")
+    r.table(pd.DataFrame(recs))
 
 
 def masks_of(rows: pd.DataFrame) -> tickets.Masks:

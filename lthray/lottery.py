@@ -34,7 +34,7 @@ from lthray import data as data_mod
 from lthray import instability, mask_files, masks, results, schedule, storage, validate
 from lthray.config import TrialConfig, run_id, to_json
 from lthray.explain import concepts as concepts_mod
-from lthray.explain import localisation
+from lthray.explain import localisation, sanity
 from lthray.explain.cam import explain, fidelity_loss, gradcam
 from lthray.explain.concept_sources import bank_for
 from lthray.explain.lrp import lrp_maps
@@ -320,6 +320,13 @@ def measure(t: Trial, st: TrialState, level: int) -> Measurement:
         ref_lrp = lrp if st.dense_lrp is None else st.dense_lrp.numpy()
         lrp_cols = {"lrp_spearman": float(np.mean(spearman(lrp, ref_lrp))),
                     **localisation.columns(lrp, t.objects, "lrp")}
+    if level == 0:  # the randomisation sanity check of each attribution method, once per trial
+        seed = data_mod.step_seed(t.cfg.seed, 5, 0)
+        lrp_cols["cam_sanity_spearman"] = sanity.similarity(
+            lambda m, x, y: gradcam(m, m.cam_layer, x, y), t.model, t.data.probe_x, t.data.probe_y, seed, rep.maps)
+        if lrp is not None:
+            lrp_cols["lrp_sanity_spearman"] = sanity.similarity(lrp_maps, t.model, t.data.probe_x, t.data.probe_y,
+                                                                seed, lrp)
     con = concept_columns(t, st.dense_pcbm)
     cols = {"test_acc": acc, "test_loss": loss, "cam_spearman": rep.spearman, "cam_iou": rep.iou,
             "cam_faithfulness": rep.faithfulness, "probe_cams": rep.maps[:GALLERY].ravel().tolist(),

@@ -25,7 +25,8 @@ import pyarrow.parquet as pq
 from lthray import storage
 
 # 3: + rewind_spec (the rewind point as written); 4: + instability_barrier, instability_errors;
-# 5: + cam_energy_inside, cam_pointing, cam_concentration, object_area and the lrp_ columns. Versions 2 to 4
+# 5: + cam_energy_inside, cam_pointing, cam_concentration, object_area, the lrp_ columns and the
+# randomisation checks (cam_ and lrp_sanity_spearman). Versions 2 to 4
 # still read (_upgrade).
 SCHEMA_VERSION = 5
 
@@ -91,6 +92,11 @@ class LevelRecord:
                                      report=True)
     lrp_concentration: float | None = col(_F, "fraction of the image's area holding half the LRP map's mass",
                                           nullable=True, report=True)
+    cam_sanity_spearman: float | None = col(_F, "level 0 only: Spearman of the trained model's Grad-CAM maps with "
+                                            "those of the same network, every weight re-initialised (Adebayo et "
+                                            "al. 2018); >= 0.5 fails the check", nullable=True)
+    lrp_sanity_spearman: float | None = col(_F, "level 0 only: the same randomisation check for the LRP maps",
+                                            nullable=True)
     concept_bank: str = col(_S, "concept source ('/random': checks the pipeline only)")
     pcbm_acc: float | None = col(_F, "test accuracy of the post-hoc concept bottleneck on this backbone",
                                  nullable=True, report=True)

@@ -54,3 +54,19 @@ def test_rows_carry_lrp_beside_grad_cam_and_it_can_be_switched_off(tmp_path, tin
     off = run_trial(replace(cfg, **{"explain.lrp": False}), tmp_path / "w2", tmp_path / "r2")
     assert all(r["lrp_spearman"] is None and r["lrp_energy_inside"] is None for r in off)
     assert [r["cam_spearman"] for r in off] == [r["cam_spearman"] for r in rows]  # LRP changes nothing else
+
+
+def test_lrp_of_a_linear_read_out_is_input_times_weight_in_closed_form():
+    # Flat over a 1x1 convolution hands each pixel its unit's relevance; Epsilon in the linear head gives
+    # unit i the share a_i w_ci / sum_j a_j w_cj of the logit = a_i w_ci (bias 0, BN the identity).
+    torch.manual_seed(3)
+    m = HalfBlind().eval()
+    with torch.no_grad():
+        m.fc.weight.copy_(torch.randn(2, 16))  # both signs in each class's row
+    x = torch.rand(2, 1, 4, 4) + 0.1
+    maps = lrp_maps(m, x, torch.tensor([0, 1]))
+    bn = m.body[1]
+    a = x[:, 0].flatten(1) / torch.sqrt(bn.running_var + bn.eps)  # BN in eval: running mean 0, var 1
+    want = (a * m.fc.weight.detach()[[0, 1]]).clamp(min=0)
+    want = (want / want.amax(1, keepdim=True)).reshape(2, 4, 4).numpy()
+    assert np.allclose(maps, want, atol=1e-4)
