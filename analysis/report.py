@@ -211,6 +211,7 @@ def build_search(rows: pd.DataFrame, out: Path) -> Path:
     r = Report(out)
     name = rows["sweep"].iloc[0]
     search.search_section(r, rows, out, name)
+    gallery_section(r, rows, out)
     r.write(f"lthray search: {name}")
     return out / "report.html"
 
@@ -279,7 +280,17 @@ def build(rows: pd.DataFrame, out: Path, masks: tickets.Masks | None = None, con
         r.bullets([stats.sentence(rec) for _, rec in diffs.sort_values(["family", "level"]).iterrows()])
     r.heading("(e) Pareto fronts of accuracy vs Grad-CAM fidelity, per density band")
     r.chart(pareto_bands(rows, color=color), "pareto_bands", "Pareto fronts per density band")
-    r.heading("(f) Grad-CAM gallery and concept shift")
+    gallery_section(r, rows, out, "(f) ")
+    ticket_section(r, rows, masks or {}, out)
+    instability_section(r, rows, summary, out)
+    r.write(title)
+    return out / "report.html"
+
+
+def gallery_section(r: Report, rows: pd.DataFrame, out: Path, label: str = "") -> None:
+    """The Grad-CAM gallery (gallery.png) and the concept shift (concept_shift.csv): the one place both
+    are computed, for the study report and the search report alike."""
+    r.heading(f"{label}Grad-CAM gallery and concept shift")
     g = gallery(rows, out)
     if g is not None:
         r.image(g, "Grad-CAM gallery")
@@ -287,10 +298,6 @@ def build(rows: pd.DataFrame, out: Path, masks: tickets.Masks | None = None, con
     if not shift.empty:
         shift.to_csv(out / "concept_shift.csv", index=False)
         r.table(shift[["method", "class", "density", "kept", "lost", "gained"]].round({"density": 4}))
-    ticket_section(r, rows, masks or {}, out)
-    instability_section(r, rows, summary, out)
-    r.write(title)
-    return out / "report.html"
 
 
 def localisation_section(r: Report, rows: pd.DataFrame, shown: pd.DataFrame, color: alt.Color) -> None:

@@ -5,7 +5,7 @@ in the import list below; presets, the level loop, the config checks and the rep
 else (guided or not, at initialisation, what it needs) from its `Method`.
 """
 
-from lthray.methods import at_init, guided, magnitude  # noqa: F401  (registration)
+from lthray.methods import at_init, guided, lrp, magnitude  # noqa: F401  (registration)
 from lthray.methods.at_init import GRASP_TEMPERATURE
 from lthray.methods.base import (
     CRITERIA,

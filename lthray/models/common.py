@@ -23,6 +23,18 @@ class CamModel(nn.Module):
         return self.fc(self.features(x))
 
 
+class GlobalAvgPool(nn.AdaptiveAvgPool2d):
+    """(N, C, H, W) -> (N, C), the mean over H and W. A module rather than a bare `x.mean` so that LRP
+    (zennit) applies its average-pooling rule here (relevance shared in proportion to each position's
+    activation, not evenly); its forward is the same `mean` as before, bit for bit."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))
+
+
 MODELS: Registry[Callable[[int, int], CamModel]] = Registry("model")  # (num_classes, in_channels)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lthray.models.common import MODELS, CamModel, conv_bn
+from lthray.models.common import MODELS, CamModel, GlobalAvgPool, conv_bn
 
 
 class ConvNet(CamModel):
@@ -24,9 +24,10 @@ class ConvNet(CamModel):
         )
         self.cam_layer = self.body[-1]  # 8x8 map
         self.fc = nn.Linear(4 * c, num_classes)
+        self.pool = GlobalAvgPool()
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x).mean(dim=(2, 3))
+        return self.pool(self.body(x))
 
 
 MODELS.register("convnet")(ConvNet)

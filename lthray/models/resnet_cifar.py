@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lthray.models.common import MODELS, CamModel
+from lthray.models.common import MODELS, CamModel, GlobalAvgPool
 
 
 class Block(nn.Module):
@@ -40,10 +40,11 @@ class ResNetCifar(CamModel):
         self.layer1, self.layer2, self.layer3 = stages
         self.cam_layer = self.layer3  # 8x8 at 32x32 input
         self.fc = nn.Linear(cin, num_classes)
+        self.pool = GlobalAvgPool()
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.bn(self.conv(x)))
-        return self.layer3(self.layer2(self.layer1(x))).mean(dim=(2, 3))
+        return self.pool(self.layer3(self.layer2(self.layer1(x))))
 
 
 MODELS.register("resnet20")(lambda num_classes, in_channels=3: ResNetCifar(num_classes, in_channels, depth=20))

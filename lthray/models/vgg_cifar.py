@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lthray.models.common import MODELS, CamModel, conv_bn
+from lthray.models.common import MODELS, CamModel, GlobalAvgPool, conv_bn
 
 CFG_11 = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512]
 
@@ -26,9 +26,10 @@ class VGGCifar(CamModel):
         last_pool = max(i for i, m in enumerate(layers) if isinstance(m, nn.MaxPool2d))
         self.cam_layer = self.body[last_pool - 1]
         self.fc = nn.Linear(cin, num_classes)
+        self.pool = GlobalAvgPool()
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x).mean(dim=(2, 3))
+        return self.pool(self.body(x))
 
 
 MODELS.register("vgg11_bn")(VGGCifar)
