@@ -56,3 +56,22 @@ def test_grid_sweep_runs_each_combination_once_and_resume_fills_only_the_gaps(sw
     counts = sweep.counts()
     assert len(counts) == 4 * 3 and set(counts.values()) == {1}
     assert {rid for rid, _ in counts} == set(table["run_id"])
+
+
+def test_an_lrp_guided_grid_runs_end_to_end_and_its_report_has_the_explanation_sections(sweep, tmp_path):
+    fixed = ["--set", "prune.rewind=weight", "--set", "prune.rewind_step=0it", "--set", "prune.lambda_fid=0.0",
+             "--set", "data.dataset=fashion_mnist", "--set", "data.train_size=1000", "--set", "concepts.enabled=false"]
+    out = sweep.run("--search", "grid", "--choice", "prune.method=imp,lrp_guided", "--choice", "seed=0,1", *fixed,
+                    timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    table = results.read(sweep.results).to_pandas()
+    assert sorted(table["method"].unique()) == ["imp", "lrp_guided"] and len(table) == 4 * 3
+    assert table["lrp_energy_inside"].between(0, 1).all() and table["cam_pointing"].between(0, 1).all()
+    an = subprocess.run([sys.executable, "-m", "analysis.pareto", "--results", str(sweep.results),
+                         "--out", str(tmp_path / "an")], env=sweep.env(), capture_output=True, text=True,
+                        cwd=sweep.root, timeout=300)
+    assert an.returncode == 0, an.stderr
+    md = (tmp_path / "an" / "report.md").read_text()
+    for section in ("(b2) Where Grad-CAM looks", "(b3) A second attribution method", "(b4) Sanity check"):
+        assert section in md
+    assert "lrp_guided" in md

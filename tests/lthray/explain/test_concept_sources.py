@@ -76,37 +76,40 @@ def test_a_missing_concept_model_says_how_to_install_it(monkeypatch):
         cs.load_efficientnet()
 
 
-def _build_in_child(cache: str, log: str, barrier) -> None:
-    """A trial process: wait until every trial is ready, then ask for the bank at once."""
-    import os
-    import time
-
-    os.environ["LTHRAY_DATA"] = cache
-    real = cs.SOURCES.get("imagenet")
-
-    def slow(d, cc, images):
-        if len(images):  # a real build (the empty call only names the bank)
-            with open(log, "a") as f:
-                f.write("built\n")
-            time.sleep(1.0)
-        return real(d, cc, images)
-
-    cs.SOURCES._items["imagenet"] = slow
-    d = data.load("fashion_mnist", 8, "cpu", 1000)
-    barrier.wait()
-    cs.bank_for(d, ConceptConfig(source="imagenet", bank_size=40, image_size=64))
+CHILD = """
+import os, sys, time
+from pathlib import Path
+from lthray import data
+from lthray.config import ConceptConfig
+from lthray.explain import concept_sources as cs
+real = cs.SOURCES.get("imagenet")
+def slow(d, cc, images):
+    if len(images):  # a real build (the empty call only names the bank)
+        with open(sys.argv[1], "a") as f:
+            f.write("built\\n")
+        time.sleep(1.0)
+    return real(d, cc, images)
+cs.SOURCES._items["imagenet"] = slow
+d = data.load("fashion_mnist", 8, "cpu", 1000)
+Path(sys.argv[2] + f".{os.getpid()}").touch()  # ready
+while not Path(sys.argv[2]).exists():  # every trial asks at once
+    time.sleep(0.01)
+cs.bank_for(d, ConceptConfig(source="imagenet", bank_size=40, image_size=64))
+"""
 
 
 def test_concurrent_trials_build_one_concept_bank_and_the_rest_wait_for_it(tmp_path):
-    import multiprocessing as mp
+    import os
+    import subprocess
+    import time
 
-    ctx = mp.get_context("fork")
-    barrier, log = ctx.Barrier(3), tmp_path / "log"
-    procs = [ctx.Process(target=_build_in_child, args=(str(tmp_path / "cache"), str(log), barrier)) for _ in range(3)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=300)
-    assert [p.exitcode for p in procs] == [0, 0, 0]
+    log, go = tmp_path / "log", tmp_path / "go"
+    env = {**os.environ, "LTHRAY_DATA": str(tmp_path / "cache")}
+    procs = [subprocess.Popen([sys.executable, "-c", CHILD, str(log), str(go)], env=env) for _ in range(3)]
+    deadline = time.time() + 120
+    while len(list(tmp_path.glob("go.*"))) < 3 and time.time() < deadline:
+        time.sleep(0.05)
+    go.touch()
+    assert [p.wait(timeout=300) for p in procs] == [0, 0, 0]
     assert log.read_text().splitlines() == ["built"]  # once, not once per trial
     assert len(list((tmp_path / "cache" / "concepts").glob("*.pt"))) == 1

@@ -72,3 +72,21 @@ def test_a_fashion_trial_rows_carry_localisation_and_chance(tmp_path, tiny_cfg):
     assert all(r["cam_energy_inside"] is None and r["cam_pointing"] is None and r["object_area"] is None
                for r in digits)
     assert all(r["cam_concentration"] is not None for r in digits)
+
+
+def test_a_rows_localisation_is_recomputed_from_its_probe_cams_and_the_probe_images(tmp_path, tiny_cfg):
+    from lthray.config import replace
+    from lthray.lottery import run_trial
+    from lthray.results import GALLERY
+
+    cfg = replace(tiny_cfg, **{"data.dataset": "fashion_mnist", "data.train_size": 1000, "concepts.enabled": False,
+                               "data.probe_size": GALLERY})  # every probe map is kept in probe_cams
+    rows = run_trial(cfg, tmp_path / "w", tmp_path / "r")
+    d = data.load("fashion_mnist", GALLERY, "cpu", 1000)
+    objects = data.object_masks(d, d.probe_x)
+    for r in rows:
+        maps = np.asarray(r["probe_cams"], dtype=np.float32).reshape(objects.shape)
+        again = loc.columns(maps, objects)
+        for k, v in again.items():
+            assert r[k] == pytest.approx(v, abs=1e-6), k  # maps are stored as float32
+        assert r["object_area"] == pytest.approx(objects.mean())
