@@ -124,13 +124,14 @@ def test_every_preset_is_valid():
 def test_the_study_grid_pairs_every_method_with_every_seed_once():
     p = cli.PRESETS["fashion"]
     grid = p.grid()
-    assert p.search == "grid" and len(grid) == len({json.dumps(g, sort_keys=True) for g in grid}) == 15
+    methods = ["imp", "random", "cam_guided", "concept_guided", "lrp_guided", "movement_guided"]
+    assert p.search == "grid" and len(grid) == len({json.dumps(g, sort_keys=True) for g in grid}) == 3 * len(methods)
     by_method = {}
     for g in grid:
         by_method.setdefault(g["prune.method"], set()).add(g["seed"])
-        guided = g["prune.method"] in {"cam_guided", "concept_guided", "movement_guided"}
+        guided = g["prune.method"] in {"cam_guided", "concept_guided", "lrp_guided", "movement_guided"}
         assert ("prune.guidance_weight" in g) == guided
-    assert set(by_method) == {"imp", "random", "cam_guided", "concept_guided", "movement_guided"}
+    assert set(by_method) == set(methods)
     assert all(seeds == {0, 1, 2} for seeds in by_method.values())
 
 
