@@ -459,7 +459,8 @@ def check_masks(cfg: TrialConfig, st: TrialState, workdir: Path, results_dir: st
         if why != "is missing":
             storage.set_aside(path)
         try:
-            prev = TrialState.load(workdir / PREVIOUS) if level == st.level else None
+            prev = TrialState.load(workdir / PREVIOUS) if level == st.level and (workdir / PREVIOUS).exists() \
+                else None
         except CorruptState:
             prev = None
         start = prev if prev is not None and prev.level == level - 1 else TrialState()

@@ -93,3 +93,20 @@ def test_a_corrupt_mask_file_is_named_set_aside_and_its_level_recomputed(tiny_cf
     assert any(p.name.endswith(".corrupt") for p in (tmp_path / "r" / "_masks").iterdir())  # kept to look at
     keys = [(r["run_id"], r["level"]) for r in results.read(res).to_pylist()]
     assert len(keys) == len(set(keys)) == 3
+
+
+def test_a_corrupt_mask_of_the_only_finished_level_restarts_the_trial(tiny_cfg, tmp_path, capsys):
+    res, work = tmp_path / "r", tmp_path / "w"
+
+    def stop(row):
+        if row["level"] == 0:
+            raise KeyboardInterrupt  # a trial stopped after its first level: no previous checkpoint yet
+
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(tiny_cfg, work, res, on_level=stop)
+    assert not (work / PREVIOUS).exists()
+    path = res / "_masks" / f"{run_id(tiny_cfg)}__L000.parquet"
+    path.write_bytes(b"not parquet")
+    rows = run_trial(tiny_cfg, work, res)
+    assert "recomputing from level 0" in capsys.readouterr().err
+    assert [r["level"] for r in rows] == [0, 1, 2] and sorted(lv for _, lv in mask_files.read(res)) == [0, 1, 2]
