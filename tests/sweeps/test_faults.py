@@ -114,7 +114,9 @@ def test_a_second_driver_is_refused_and_a_killed_drivers_lock_taken_over(sweep):
     flags = ["--num-samples", "3", "--max-concurrent", "1", "--set", "prune.levels=3"]
     first = sweep.start(*flags)
     lock = sweep.storage / sweep.name / "driver.lock"
-    sweep.wait_for(first, lambda: lock.exists() and lock.read_text().strip() != "", "the first driver's lock")
+    # the lock is taken before Ray starts; wait until the sweep is really under way (a row written)
+    sweep.wait_for(first, lambda: lock.exists() and lock.read_text().strip() != "" and sweep.rows() >= 1,
+                   "the first driver's lock and a row")
     second = sweep.run(*flags, timeout=120)
     assert second.returncode == 2, second.stdout[-2000:] + second.stderr[-2000:]
     last = second.stderr.strip().splitlines()[-1]
@@ -122,7 +124,7 @@ def test_a_second_driver_is_refused_and_a_killed_drivers_lock_taken_over(sweep):
     assert first.poll() is None  # the first driver is untouched and still running
     sweep.kill_tree(first)  # kill -9: the lock file still names it, its flock is gone
     assert json.loads(lock.read_text())["pid"] == first.pid
-    out = sweep.run(*flags, "--resume")
+    out = sweep.run(*flags)  # the same command again: it resumes (and takes the lock over)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     took = [ln for ln in (out.stdout + out.stderr).splitlines() if "taking over the lock" in ln]
     assert len(took) == 1 and f"driver PID {first.pid}" in took[0] and "no longer running" in took[0]
