@@ -314,23 +314,22 @@ def measure(t: Trial, st: TrialState, level: int) -> Measurement:
     guide_maps = None
     if level == 0 and t.needs_guide_maps:
         guide_maps = torch.from_numpy(gradcam(t.model, t.model.cam_layer, t.guide_x, t.guide_y))
-    lrp, lrp_cols = None, {}
+    lrp, more = None, {}
     if t.cfg.explain.lrp:
         lrp = lrp_maps(t.model, t.data.probe_x, t.data.probe_y)
         ref_lrp = lrp if st.dense_lrp is None else st.dense_lrp.numpy()
-        lrp_cols = {"lrp_spearman": float(np.mean(spearman(lrp, ref_lrp))),
-                    **localisation.columns(lrp, t.objects, "lrp")}
+        more = {"lrp_spearman": float(np.mean(spearman(lrp, ref_lrp))), **localisation.columns(lrp, t.objects, "lrp")}
     if level == 0:  # the randomisation sanity check of each attribution method, once per trial
         seed = data_mod.step_seed(t.cfg.seed, 5, 0)
-        lrp_cols["cam_sanity_spearman"] = sanity.similarity(
+        more["cam_sanity_spearman"] = sanity.similarity(
             lambda m, x, y: gradcam(m, m.cam_layer, x, y), t.model, t.data.probe_x, t.data.probe_y, seed, rep.maps)
         if lrp is not None:
-            lrp_cols["lrp_sanity_spearman"] = sanity.similarity(lrp_maps, t.model, t.data.probe_x, t.data.probe_y,
-                                                                seed, lrp)
+            more["lrp_sanity_spearman"] = sanity.similarity(lrp_maps, t.model, t.data.probe_x, t.data.probe_y, seed,
+                                                            lrp)
     con = concept_columns(t, st.dense_pcbm)
     cols = {"test_acc": acc, "test_loss": loss, "cam_spearman": rep.spearman, "cam_iou": rep.iou,
             "cam_faithfulness": rep.faithfulness, "probe_cams": rep.maps[:GALLERY].ravel().tolist(),
-            **localisation.columns(rep.maps, t.objects), **lrp_cols,
+            **localisation.columns(rep.maps, t.objects), **more,
             "object_area": None if t.objects is None else float(t.objects.mean()),
             **(con.cols if con is not None else {})}
     return Measurement({**cols, "explain_seconds": time.perf_counter() - t0}, rep.maps, lrp, guide_maps, con)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 
-def _explainable_copy(model: nn.Module) -> nn.Module:
+def explainable_copy(model: nn.Module) -> nn.Module:
     """A copy zennit can hook: ReLUs not in place, and a zero bias on bias-free convolutions (zennit 0.5's
     BatchNorm merge cannot restore a missing bias). The model itself is never touched."""
     m = copy.deepcopy(model).eval()
@@ -40,7 +40,7 @@ def lrp_maps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 64
     from zennit.canonizers import SequentialMergeBatchNorm
     from zennit.composites import EpsilonPlusFlat
 
-    m = _explainable_copy(model)
+    m = explainable_copy(model)
     out = []
     with Gradient(model=m, composite=EpsilonPlusFlat(canonizers=[SequentialMergeBatchNorm()])) as attr:
         for i in range(0, len(x), batch):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lthray.explain.lrp import _explainable_copy
+from lthray.explain.lrp import explainable_copy
 from lthray.masks import Scores, prunable
 from lthray.methods.base import CRITERIA, METHODS, Method, Needs, ScoreContext
 
@@ -37,7 +37,7 @@ def weight_relevance(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: 
     from zennit.rules import Epsilon
     from zennit.types import Convolution, Linear
 
-    m = _explainable_copy(model)
+    m = explainable_copy(model)
     names = {mod: name for name, mod in m.named_modules()}
     layers = {names[mod]: mod for mod in m.modules() if isinstance(mod, nn.Conv1d | nn.Conv2d | nn.Conv3d | nn.Linear)}
     out = {k: torch.zeros_like(w) for k, w in prunable(m).items()}
