@@ -278,19 +278,39 @@ def concept_columns(t: Trial, dense_pcbm: dict[str, torch.Tensor]) -> Concepts |
         return None
     cc, data, bank = t.cfg.concepts, t.data, t.bank
     idx = slice(None) if bank.train_idx is None else bank.train_idx.to(data.train_x.device)
-    pcbm = concepts_mod.fit_pcbm(concepts_mod.features(t.model, data.train_x[idx]), bank.train_sim,
+    train_feats = concepts_mod.features(t.model, data.train_x[idx])
+    pcbm = concepts_mod.fit_pcbm(train_feats, bank.train_sim,
                                  data.train_y[idx], steps=cc.proj_steps, C=cc.C, l1_ratio=cc.l1_ratio, seed=t.cfg.seed)
     test_feats = concepts_mod.features(t.model, data.test_x)
     acc = float((pcbm.logits(test_feats).argmax(1).cpu() == data.test_y.cpu()).float().mean())
     dense = concepts_mod.PCBM(**dense_pcbm) if dense_pcbm else pcbm
     top = pcbm.top_concepts(cc.topk)
     names = [f"{data.class_names[c]}: " + " | ".join(bank.concepts[j] for j in top[c]) for c in range(len(top))]
+    refit = {}
+    if not dense_pcbm:  # level 0: the refit noise floor of every later level's concept shift
+        other = refit_pcbm(t, train_feats, data.train_y[idx])
+        refit = {"concept_refit_overlap": concepts_mod.topk_overlap(top, other.top_concepts(cc.topk)),
+                 "concept_refit_spearman": concepts_mod.weight_spearman(pcbm.coef, other.coef)}
     return Concepts(pcbm.to_state(), {
         "pcbm_acc": acc,
         "concept_topk_overlap": concepts_mod.topk_overlap(top, dense.top_concepts(cc.topk)),
         "concept_weight_spearman": concepts_mod.weight_spearman(pcbm.coef, dense.coef),
-        "top_concepts": names,
+        "top_concepts": names, **refit,
     })
+
+
+def refit_pcbm(t: Trial, train_feats: torch.Tensor, train_y: torch.Tensor) -> concepts_mod.PCBM:
+    """The same backbone's PCBM fitted again with another fit seed on a bootstrap resample of the bank's
+    images: how far a concept bottleneck disagrees with itself when only the fit's randomness and the
+    sample change. A concept shift within this is indistinguishable from refitting."""
+    cc, bank = t.cfg.concepts, t.bank
+    assert bank is not None
+    seed = data_mod.step_seed(t.cfg.seed, 6, 0)
+    boot = torch.randint(len(train_feats), (len(train_feats),), generator=torch.Generator().manual_seed(seed))
+    pick = {v.device: boot.to(v.device) for v in (train_feats, bank.train_sim, train_y)}
+    return concepts_mod.fit_pcbm(train_feats[pick[train_feats.device]], bank.train_sim[pick[bank.train_sim.device]],
+                                 train_y[pick[train_y.device]], steps=cc.proj_steps, C=cc.C, l1_ratio=cc.l1_ratio,
+                                 seed=seed)
 
 
 @dataclass(frozen=True)
@@ -320,6 +340,9 @@ def measure(t: Trial, st: TrialState, level: int) -> Measurement:
         ref_lrp = lrp if st.dense_lrp is None else st.dense_lrp.numpy()
         more = {"lrp_spearman": float(np.mean(spearman(lrp, ref_lrp))), **localisation.columns(lrp, t.objects, "lrp")}
     if level == 0:  # the randomisation sanity check of each attribution method, once per trial
+        more["reference_cams"] = rep.maps.astype(np.float32).ravel().tolist()  # the seed-vs-seed floor
+        if lrp is not None:
+            more["reference_lrp"] = lrp.astype(np.float32).ravel().tolist()
         seed = data_mod.step_seed(t.cfg.seed, 5, 0)
         more["cam_sanity_spearman"] = sanity.similarity(
             lambda m, x, y: gradcam(m, m.cam_layer, x, y), t.model, t.data.probe_x, t.data.probe_y, seed, rep.maps)
@@ -489,7 +512,8 @@ def run_trial(
         if state.finished(cfg.prune.levels):
             break
         mask, sched = begin(t, state, level)
-        fixed = {**t.identity, "level": level, "density": masks.density(mask), "train_steps": sched.end - sched.start}
+        fixed = {**t.identity, "level": level, "density": masks.density(mask), "empty_layers": masks.empty_layers(mask),
+                 "train_steps": sched.end - sched.start}
         try:
             lv = run_level(t, state, level, mask, sched)
             record = LevelRecord(**fixed, status="ok", **lv.cols)

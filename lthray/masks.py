@@ -39,6 +39,11 @@ def density(mask: Mask) -> float:
     return kept / total
 
 
+def empty_layers(mask: Mask) -> list[str]:
+    """The layers that keep no weight (the network is disconnected there), in mask order."""
+    return [k for k, m in mask.items() if not bool(m.any())]
+
+
 def _keep_top(scores: torch.Tensor, alive: torch.Tensor, n_keep: int) -> torch.Tensor:
     """Bool mask keeping exactly the `n_keep` highest-scoring alive entries (ties -> lower index wins)."""
     flat = torch.where(alive.flatten(), scores.flatten().double(), torch.tensor(float("-inf"), dtype=torch.float64,

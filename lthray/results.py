@@ -26,9 +26,9 @@ from lthray import storage
 
 # 3: + rewind_spec (the rewind point as written); 4: + instability_barrier, instability_errors;
 # 5: + cam_energy_inside, cam_pointing, cam_concentration, object_area, the lrp_ columns and the
-# randomisation checks (cam_ and lrp_sanity_spearman). Versions 2 to 4
-# still read (_upgrade).
-SCHEMA_VERSION = 5
+# randomisation checks (cam_ and lrp_sanity_spearman); 6: + empty_layers, reference_cams, reference_lrp,
+# concept_refit_overlap, concept_refit_spearman (the noise floors). Versions 2 to 5 still read (_upgrade).
+SCHEMA_VERSION = 6
 
 _F, _I, _S = pa.float64(), pa.int64(), pa.string()
 
@@ -67,6 +67,8 @@ class LevelRecord:
     level: int = col(_I, "pruning level (0 = dense)", report=True, show="level {}", show_first=True)
     density: float = col(_F, "fraction of prunable weights kept, measured from the mask", report=True,
                          show="density {:.4f}")
+    empty_layers: list[str] | None = col(pa.list_(_S), "prunable layers the mask keeps no weight of (any: the "
+                                         "network is disconnected there)", nullable=True)
     status: str = col(_S, "ok | diverged", report=True, show="{}")
     test_acc: float | None = col(_F, "test accuracy", nullable=True, report=True, show="acc {:.4f}")
     test_loss: float | None = col(_F, "test cross-entropy", nullable=True)
@@ -106,6 +108,11 @@ class LevelRecord:
                                                 nullable=True)
     top_concepts: list[str] | None = col(pa.list_(_S), "per class: 'CLASS: concept | concept | ...'",
                                          nullable=True)
+    concept_refit_overlap: float | None = col(_F, "level 0 only: top-k concept overlap of this PCBM with one refitted "
+                                              "on the same backbone (another fit seed, a bootstrap of the bank's "
+                                              "images): the refit noise floor", nullable=True)
+    concept_refit_spearman: float | None = col(_F, "level 0 only: Spearman of concept->class weights, this PCBM vs "
+                                               "that refit", nullable=True)
     instability_barrier: float | None = col(_F, "test-error barrier between two copies trained from this level's "
                                             "start with different data orders (Frankle et al. 2020); null unless "
                                             "instability.enabled", nullable=True, report=True, show="barrier {:.3f}")
@@ -113,6 +120,11 @@ class LevelRecord:
                                                  "alpha = 0 .. 1", nullable=True)
     probe_cams: list[float] | None = col(pa.list_(pa.float32()), "Grad-CAM maps of the first GALLERY probe "
                                          "images, flattened N x H x W", nullable=True)
+    reference_cams: list[float] | None = col(pa.list_(pa.float32()), "level 0 only: Grad-CAM maps of every probe "
+                                             "image, flattened N x H x W (the dense seed-vs-seed noise floor)",
+                                             nullable=True)
+    reference_lrp: list[float] | None = col(pa.list_(pa.float32()), "level 0 only: the LRP maps of every probe "
+                                            "image, flattened N x H x W", nullable=True)
     train_steps: int = col(_I, "optimizer steps trained at this level", report=True)
     train_seconds: float = col(_F, "wall time of training")
     explain_seconds: float = col(_F, "wall time of Grad-CAM, faithfulness and PCBM")

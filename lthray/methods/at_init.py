@@ -14,8 +14,13 @@ from lthray.methods.saliency import ce_sum, saliency, scoring_model
 @CRITERIA.register("snip")
 def snip(ctx: ScoreContext) -> Scores:
     """|w * dL/dw| at initialisation (Lee et al. 2019, 'SNIP: single-shot network pruning'), with L the
-    cross-entropy on the guide (training) images: the connection sensitivity |dL/dc| of a mask variable c."""
-    return saliency(ctx, ce_sum, ctx.need("guide_x"), ctx.need("guide_y"), batch_stats=True)
+    cross-entropy on the guide (training) images: the connection sensitivity |dL/dc| of a mask variable c.
+
+    In eval mode, as the authors' code scores it: snip-public's `prune` feeds `is_train: False`, so its
+    batch norm uses the moving statistics (at initialisation mean 0, variance 1). Scoring with batch
+    statistics instead gave masks with Jaccard 0.15-0.19 to these on the convnet, and at 1% density kept
+    none of body.5.0.weight's 36,864 weights."""
+    return saliency(ctx, ce_sum, ctx.need("guide_x"), ctx.need("guide_y"), batch_stats=False)
 
 
 GRASP_TEMPERATURE = 200.0  # Wang et al. 2020 divide the logits by T = 200 so the Hessian is not ~0 at init
@@ -29,6 +34,8 @@ def grasp(ctx: ScoreContext, batch: int = 128) -> Scores:
 
     Written here because neither torch nor a maintained library ships it: two passes, g without a graph,
     then H g as the gradient of g_const . dL/dw (one Hessian-vector product, never the Hessian itself).
+    In train mode (batch statistics), as the authors' code scores it: alecwangcq/GraSP's pruner/GraSP.py
+    deep-copies the net with its `.eval()` commented out.
     """
     x, y = ctx.need("guide_x"), ctx.need("guide_y")
     with scoring_model(ctx.model, batch_stats=True) as model:

@@ -18,12 +18,13 @@ Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 @contextlib.contextmanager
 def scoring_model(model: nn.Module, batch_stats: bool) -> Iterator[nn.Module]:
-    """The model to differentiate. Trained models are scored in eval mode (their BN statistics are the
-    network). Pruning at initialisation scores a copy in *train* mode, with batch statistics, as the
-    SNIP and GraSP authors' code does: an untrained BN's running statistics (mean 0, variance 1) do not
-    normalise anything, and GraSP's Hessian term depends on it (measured on Fashion-MNIST at 40%
-    density, 1 epoch: GraSP masks scored in eval mode trained to 55.5%, in train mode to 71.1%; SNIP
-    74.6% vs 74.5%). The copy keeps the model's BN running statistics untouched."""
+    """The model to differentiate: in eval mode (moving BN statistics), or with `batch_stats` a copy in
+    train mode (batch statistics) whose BN running statistics stay untouched. Trained models are scored in
+    eval mode (their BN statistics are the network); pruning at initialisation follows each method's
+    authors (methods.at_init: SNIP eval, GraSP train). An untrained BN's running statistics (mean 0,
+    variance 1) do not normalise anything, and GraSP's Hessian term depends on it (measured on
+    Fashion-MNIST at 40% density, 1 epoch: GraSP masks scored in eval mode trained to 55.5%, in train
+    mode to 71.1%)."""
     if batch_stats:
         yield copy.deepcopy(model).train()
     else:

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -262,3 +263,24 @@ def test_new_methods_resume_after_a_crash_to_the_uninterrupted_result(tiny_cfg, 
     assert [[r[k] for k in keys] for r in resumed] == [[r[k] for k in keys] for r in whole]
     ma, mb = mask_files.read(tmp_path / "ra"), mask_files.read(tmp_path / "rb")
     assert ma.keys() == mb.keys() and all((ma[k][n] == mb[k][n]).all() for k in ma for n in ma[k])
+
+
+def test_level_0_records_the_noise_floors_inputs_and_every_level_its_empty_layers(tiny_cfg, tmp_path):
+    rows = run_trial(tiny_cfg, tmp_path / "w", tmp_path / "r")
+    dense, pruned = rows[0], rows[1:]
+    n = tiny_cfg.data.probe_size
+    cams = np.asarray(dense["reference_cams"], dtype=np.float32)
+    assert cams.size % n == 0 and cams.size > 0
+    # the gallery's maps are the first probe images' reference maps
+    np.testing.assert_array_equal(cams[: len(dense["probe_cams"])], np.asarray(dense["probe_cams"], np.float32))
+    assert len(dense["reference_lrp"]) == cams.size
+    assert 0 <= dense["concept_refit_overlap"] <= 1 and -1 <= dense["concept_refit_spearman"] <= 1
+    assert dense["concept_refit_overlap"] < 1 or dense["concept_refit_spearman"] < 1  # a refit is not a copy
+    for r in pruned:
+        assert r["reference_cams"] is None and r["reference_lrp"] is None and r["concept_refit_overlap"] is None
+    assert all(r["empty_layers"] == [] for r in rows)
+
+
+def test_empty_layers_names_the_layers_a_mask_keeps_nothing_of():
+    mask = {"a": torch.tensor([True, False]), "b": torch.zeros(3, dtype=torch.bool), "c": torch.ones(2, dtype=bool)}
+    assert masks.empty_layers(mask) == ["b"]

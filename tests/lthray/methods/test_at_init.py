@@ -44,6 +44,58 @@ def test_snip_is_abs_weight_times_the_loss_gradient():
     assert model[0].weight.grad is None  # scoring leaves no gradients behind
 
 
+def _bn_net():
+    """Linear -> BatchNorm -> Linear with running statistics far from the batch's: train and eval differ."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4, bias=False), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 3, bias=False))
+    model = model.double()
+    model[1].running_mean.fill_(0.7)
+    model[1].running_var.fill_(3.0)
+    return model
+
+
+def _abs_w_grad(model, x, y, train):
+    """|w * dL/dw| with L the summed cross-entropy, the model in the given BN mode (autograd, a copy)."""
+    import copy
+
+    m = copy.deepcopy(model).train(train)
+    torch.nn.functional.cross_entropy(m(x), y, reduction="sum").backward()
+    return {k: (m.state_dict()[k] * p.grad).abs() for k, p in m.named_parameters() if k.endswith("0.weight")
+            or k == "3.weight"}
+
+
+def test_snip_scores_the_model_in_eval_mode_as_snip_public_does():
+    model, (x, y) = _bn_net(), _data(n=8, n_out=3)
+    buffers = {k: v.clone() for k, v in model.state_dict().items()}
+    got = CRITERIA.get("snip")(_ctx(model, x, y))
+    want, batch = _abs_w_grad(model, x, y, train=False), _abs_w_grad(model, x, y, train=True)
+    for k in ("0.weight", "3.weight"):
+        torch.testing.assert_close(got[k], want[k], rtol=1e-10, atol=1e-12)
+        assert not torch.allclose(got[k], batch[k])  # the mode matters on this network
+    for k, v in model.state_dict().items():  # running statistics and weights untouched
+        torch.testing.assert_close(v, buffers[k])
+
+
+def _grasp_ref(model, x, y, train):
+    """w * (H g) of the first layer by autograd on a copy in the given BN mode (one full batch)."""
+    import copy
+
+    m = copy.deepcopy(model).train(train)
+    ws = [m[0].weight, m[3].weight]  # H g couples the layers: g is the gradient of every prunable weight
+    loss = torch.nn.functional.cross_entropy(m(x) / GRASP_TEMPERATURE, y, reduction="sum") / len(x)
+    gs = torch.autograd.grad(loss, ws, create_graph=True)
+    hg = torch.autograd.grad(sum((g * g.detach()).sum() for g in gs), ws)
+    return ws[0].detach() * hg[0]
+
+
+def test_grasp_scores_a_copy_in_train_mode_as_its_authors_code_does():
+    model, (x, y) = _bn_net(), _data(n=8, n_out=3)
+    got = CRITERIA.get("grasp")(_ctx(model, x, y))["0.weight"]
+    torch.testing.assert_close(got, _grasp_ref(model, x, y, train=True), rtol=1e-8, atol=1e-16)
+    assert not torch.allclose(got, _grasp_ref(model, x, y, train=False))  # the mode matters on this network
+    assert model[1].running_mean[0].item() == 0.7  # BN statistics of the scored model untouched
+
+
 def test_grasp_is_weight_times_hessian_gradient_product():
     model, (x, y) = _linear(), _data()
     w, xn, yn = model[0].weight.detach().numpy().copy(), x.numpy(), y.numpy()
