@@ -17,9 +17,31 @@ from analysis.load import final_rows
 from lthray.results import GALLERY
 
 
-def representatives(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per method, the healthy trial that pruned furthest (ties: higher final accuracy): its rows."""
-    pick = final_rows(rows).sort_values(["density", "test_acc"], ascending=[True, False]).groupby("method").head(1)
+def median_seed(rows: pd.DataFrame) -> tuple[int | None, str]:
+    """The seed every method's gallery and concept shift come from, and why: among the seeds every method
+    has a healthy finished trial at, the one whose mean final accuracy over the methods is the median (the
+    lower middle one for an even count). One seed for all, so the methods are compared paired, never
+    each at its own best seed."""
+    final = final_rows(rows)
+    if final.empty:
+        return None, ""
+    per = final.groupby(["seed", "method"])["test_acc"].mean().unstack()
+    common = per.dropna()
+    if common.empty:
+        return None, ""
+    mean = common.mean(axis=1).sort_values(kind="stable")
+    seed = int(mean.index[(len(mean) - 1) // 2])
+    return seed, (f"the median of the {len(mean)} seeds every method finished by mean final accuracy over the "
+                  f"methods ({100 * mean[seed]:.1f}%)")
+
+
+def representatives(rows: pd.DataFrame, seed: int | None = None) -> pd.DataFrame:
+    """Per method, the rows of its healthy trial at `seed` (default: median_seed) that pruned furthest."""
+    seed = median_seed(rows)[0] if seed is None else seed
+    final = final_rows(rows)
+    if seed is not None:
+        final = final[final["seed"] == seed]
+    pick = final.sort_values(["density", "run_id"]).groupby("method").head(1)
     return rows[rows["run_id"].isin(pick["run_id"])]
 
 
@@ -45,15 +67,16 @@ def _probe_images(row: pd.Series) -> np.ndarray | None:
     return x.expand(-1, 3, -1, -1).permute(0, 2, 3, 1).numpy()  # grayscale shown as RGB for the overlay
 
 
-def gallery(rows: pd.DataFrame, out: Path, images: int = 2) -> Path | None:
-    """gallery.png: for each method's representative trial and probe image, input | dense | 3 densities."""
+def gallery(rows: pd.DataFrame, out: Path, images: int = 2, seed: int | None = None) -> Path | None:
+    """gallery.png: for each method's trial at `seed` (representatives) and probe image, input | dense |
+    3 densities, with the colour bar of the maps (Grad-CAM normalised to [0, 1] per map, jet as drawn)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from pytorch_grad_cam.utils.image import show_cam_on_image
 
-    reps = representatives(rows)
+    reps = representatives(rows, seed)
     if reps.empty:
         return None
     imgs = _probe_images(reps.iloc[0])
@@ -80,18 +103,27 @@ def gallery(rows: pd.DataFrame, out: Path, images: int = 2) -> Path | None:
                 ax_row[c].set_title(f"{label}\nacc {g.loc[lv, 'test_acc']:.2f}", fontsize=8)
             for ax in ax_row:
                 ax.axis("off")
-    fig.suptitle("Grad-CAM of the same probe images as pruning proceeds (true class)", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))  # room for the title
+    seeds = sorted({int(s) for s in reps["seed"]})
+    fig.suptitle("Grad-CAM of the same probe images as pruning proceeds (true class; seed "
+                 f"{', '.join(map(str, seeds))} for every method)", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 0.92, 1 - 0.35 / fig.get_figheight()))  # room for the title and colour bar
+    from matplotlib import cm, colors
+
+    cax = fig.add_axes((0.935, 0.15, 0.015, 0.7))
+    # show_cam_on_image draws with OpenCV's COLORMAP_JET, matplotlib's "jet" to the eye
+    bar = fig.colorbar(cm.ScalarMappable(norm=colors.Normalize(0, 1), cmap="jet"), cax=cax)
+    bar.set_label("Grad-CAM (per map, 0 = min, 1 = max)", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
     path = out / "gallery.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
-def concept_shift(rows: pd.DataFrame) -> pd.DataFrame:
-    """Top concepts per class of each method's representative trial: dense vs its sparsest level."""
+def concept_shift(rows: pd.DataFrame, seed: int | None = None) -> pd.DataFrame:
+    """Top concepts per class of each method's trial at `seed` (representatives): dense vs its sparsest level."""
     out = []
-    for method, g in representatives(rows).groupby("method"):
+    for method, g in representatives(rows, seed).groupby("method"):
         g = g.sort_values("level")
         dense, last = g.iloc[0], g.iloc[-1]
         if dense["top_concepts"] is None or last["top_concepts"] is None:
@@ -101,7 +133,8 @@ def concept_shift(rows: pd.DataFrame) -> pd.DataFrame:
             _, _, s_top = s_entry.partition(": ")
             dset, sset = d_top.split(" | "), s_top.split(" | ")
             out.append({
-                "method": method, "run_id": dense["run_id"], "class": cls, "density": last["density"],
+                "method": method, "run_id": dense["run_id"], "seed": int(dense["seed"]), "class": cls,
+                "density": last["density"],
                 "dense_top": d_top, "sparsest_top": s_top,
                 "kept": " | ".join(c for c in dset if c in sset),
                 "lost": " | ".join(c for c in dset if c not in sset),

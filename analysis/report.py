@@ -21,14 +21,12 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from analysis import instability, search, stats, tickets
+from analysis import claims, colors, floors, inference, instability, search, stats, tickets
 from analysis.axes import density_band, density_x
 from analysis.front import pareto_front
-from analysis.gallery import concept_shift, gallery
+from analysis.gallery import concept_shift, gallery, median_seed
 from analysis.load import AnalysisError, cli_inputs, sweep_meta
 from lthray import mask_files
-
-FAMILY_COLOR = alt.Color("family:N", title="method")
 
 
 def by_series(summary: pd.DataFrame) -> pd.DataFrame:
@@ -37,24 +35,48 @@ def by_series(summary: pd.DataFrame) -> pd.DataFrame:
     return summary.assign(family=stats.series(summary))
 
 
-RANGES = {"cam_energy_inside": (0, 1), "cam_pointing": (0, 1), "cam_concentration": (0, 1), "lrp_spearman": (-1, 1),
-          "lrp_energy_inside": (0, 1), "lrp_pointing": (0, 1), "lrp_concentration": (0, 1),
-          "test_acc": (0, 1), "pcbm_acc": (0, 1), "cam_iou": (0, 1), "concept_topk_overlap": (0, 1),
-          "cam_spearman": (-1, 1), "concept_weight_spearman": (-1, 1)}
+def _domain(values: list[pd.Series], bounds: tuple[float, float] | None = None) -> list[float]:
+    """A y-domain zoomed to the data (5% padding), inside the metric's range when it has one."""
+    v = pd.concat([x.astype(float) for x in values]).dropna()
+    if v.empty:
+        return [0.0, 1.0]
+    lo, hi = float(v.min()), float(v.max())
+    pad = max(hi - lo, 1e-3) * 0.05
+    lo, hi = lo - pad, hi + pad
+    if bounds is not None:
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+    return [lo, hi]
+
+
+def _floor_layers(floor: pd.Series | None) -> list[alt.Chart]:
+    """The floor as a grey band (its lowest to highest seed pair, or its interval) and a dashed line."""
+    if floor is None:
+        return []
+    f = pd.DataFrame({"lo": [floor["lo"]], "hi": [floor["hi"]], "floor": [floor["floor"]]})
+    return [alt.Chart(f).mark_rect(color="#999", opacity=0.22).encode(y="lo:Q", y2="hi:Q"),
+            alt.Chart(f).mark_rule(color="#555", strokeDash=[5, 3]).encode(y="floor:Q")]
 
 
 def curve(summary: pd.DataFrame, metric: str, title: str, dense_band: bool = False,
-          color: alt.Color = FAMILY_COLOR) -> alt.Chart:
-    """Mean of `metric` vs density per method, 95% CI as a band; optionally the dense model's CI band.
-    With few seeds a t interval can reach past what the metric can be: it is drawn clipped to that range."""
+          floor: pd.Series | None = None, keep: list[str] | None = None, subtitle: str = "") -> alt.Chart:
+    """Mean of `metric` vs density per method, its 95% interval (inside the metric's range) as a band; the
+    y-axis zoomed to the data. `dense_band`: the dense models' interval in grey; `floor`: a noise floor as a
+    grey band with a dashed line (floors.floors); `keep`: only these series set the y-axis (the others are
+    clipped at its edge, named in `subtitle`)."""
     cols = ["family", "density", "level", "seeds", metric, f"{metric}_lo", f"{metric}_hi"]
     d = summary[cols].dropna(subset=[metric]).copy()
-    if metric in RANGES:
-        d[[f"{metric}_lo", f"{metric}_hi"]] = d[[f"{metric}_lo", f"{metric}_hi"]].clip(*RANGES[metric])
-    base = alt.Chart(d).encode(x=density_x(d["density"]), color=color)
-    band = base.mark_area(opacity=0.15).encode(y=f"{metric}_lo:Q", y2=f"{metric}_hi:Q")
-    line = base.mark_line(point=True).encode(
-        y=alt.Y(f"{metric}:Q", title=title, scale=alt.Scale(zero=False)),
+    zoom = d if keep is None else d[d["family"].isin(keep)]
+    dom = _domain([zoom[metric], zoom[f"{metric}_lo"], zoom[f"{metric}_hi"]]
+                  + ([pd.Series([floor["lo"], floor["hi"]])] if floor is not None else []),
+                  inference.RANGES.get(metric))
+    color = colors.encoding(d["family"])
+    base = alt.Chart(d).encode(x=density_x(d["density"]))
+    band = base.mark_area(opacity=0.15, clip=True).encode(y=alt.Y(f"{metric}_lo:Q", scale=alt.Scale(domain=dom)),
+                                                          y2=f"{metric}_hi:Q",
+                                                          color=colors.encoding(d["family"], legend=False))
+    line = base.mark_line(point=True, clip=True).encode(
+        y=alt.Y(f"{metric}:Q", title=title, scale=alt.Scale(domain=dom, zero=False)), color=color,
+        strokeDash=colors.dash(d["family"]),
         tooltip=["family", "level", alt.Tooltip("density:Q", format=".4f"), alt.Tooltip(f"{metric}:Q", format=".4f"),
                  alt.Tooltip(f"{metric}_lo:Q", format=".4f"), alt.Tooltip(f"{metric}_hi:Q", format=".4f"), "seeds"])
     layers = [band, line]
@@ -64,29 +86,65 @@ def curve(summary: pd.DataFrame, metric: str, title: str, dense_band: bool = Fal
         if np.isfinite(lo) and np.isfinite(hi):
             ref = pd.DataFrame({"lo": [lo], "hi": [hi]})
             layers.insert(0, alt.Chart(ref).mark_rect(color="#999", opacity=0.25).encode(y="lo:Q", y2="hi:Q"))
-    return alt.layer(*layers).properties(width=300, height=220, title=title)
+    layers = _floor_layers(floor) + layers
+    head = alt.TitleParams(title, subtitle=subtitle) if subtitle else title
+    return alt.layer(*layers).properties(width=300, height=220, title=head)
 
 
-def diff_chart(diffs: pd.DataFrame, metric: str, title: str, scale: float = 1.0,
-               color: alt.Color = FAMILY_COLOR) -> alt.Chart:
-    """Paired difference (method - IMP) vs density with 95% CI bars, and the zero line."""
-    d = diffs[["family", "density", "level", "pairs", f"d_{metric}", f"d_{metric}_lo", f"d_{metric}_hi"]].copy()
+def lth_curves(shown: pd.DataFrame) -> alt.HConcatChart:
+    """Accuracy vs density twice: every method, and zoomed to the methods that stay within 15 points of
+    dense (a method that collapses to chance would squash the others into a line)."""
+    dense = shown.loc[shown["level"] == 0, "test_acc"].mean()
+    worst = shown.groupby("family")["test_acc"].min()
+    near = sorted(worst[worst >= dense - 0.15].index)
+    off = sorted(set(worst.index) - set(near))
+    charts = [curve(shown, "test_acc", "test accuracy (every method)", dense_band=True)]
+    if off and near:
+        charts.append(curve(shown[shown["family"].isin(near)], "test_acc", "test accuracy, zoomed",
+                            dense_band=True, subtitle="left out (more than 15 points below dense): " + ", ".join(off)))
+    return alt.hconcat(*charts)
+
+
+def diff_chart(diffs: pd.DataFrame, metric: str, title: str, scale: float = 1.0, zoom_to: float | None = None
+               ) -> alt.Chart:
+    """Paired difference (method - IMP) vs density with 95% CI bars, and the zero line; the y-axis zoomed to
+    the data. `zoom_to`: series whose intervals reach beyond +-zoom_to (in the drawn units) are left out and
+    named in the subtitle, so a collapsing control does not hide 1-point effects. An interval clipped at
+    the range a difference can take ends in a triangle."""
+    cols = ["family", "density", "level", "pairs", f"d_{metric}", f"d_{metric}_lo", f"d_{metric}_hi",
+            f"{metric}_clipped", f"{metric}_verdict"]
+    d = diffs[cols].dropna(subset=[f"d_{metric}"]).copy()
     for c in (f"d_{metric}", f"d_{metric}_lo", f"d_{metric}_hi"):
         d[c] = d[c] * scale
-    # methods side by side at each level: a small multiplicative offset on the log axis
+    subtitle = ""
+    if zoom_to is not None:
+        reach = d.groupby("family")[[f"d_{metric}", f"d_{metric}_lo", f"d_{metric}_hi"]].agg(
+            lambda v: float(np.abs(v).max()))  # NaN-skipping: a single pair has no interval
+        far = sorted(reach[(reach > zoom_to).any(axis=1)].index)
+        if far and len(far) < d["family"].nunique():
+            worst = d[d["family"].isin(far)].groupby("family")[f"d_{metric}"].min()
+            subtitle = "off scale: " + ", ".join(f"{f} (down to {worst[f]:+.3g})" for f in far)
+            d = d[~d["family"].isin(far)]
     fams = sorted(d["family"].unique())
+    # methods side by side at each level: a small multiplicative offset on the log axis
     d["x"] = d["density"] * d["family"].map({f: 1.08 ** (i - (len(fams) - 1) / 2) for i, f in enumerate(fams)})
+    dom = _domain([d[f"d_{metric}"], d[f"d_{metric}_lo"], d[f"d_{metric}_hi"], pd.Series([0.0])])
+    color = colors.encoding(d["family"])
     base = alt.Chart(d).encode(x=density_x(d["density"], "x"), color=color)
-    bars = base.mark_errorbar(ticks=True).encode(y=alt.Y(f"d_{metric}_lo:Q", title=title), y2=f"d_{metric}_hi:Q")
-    pts = base.mark_point(filled=True, size=50).encode(
+    bars = base.mark_errorbar(ticks=True, clip=True).encode(y=alt.Y(f"d_{metric}_lo:Q", title=title, scale=alt.Scale(domain=dom)),
+                                                 y2=f"d_{metric}_hi:Q")
+    pts = base.mark_point(filled=True, size=50, clip=True).encode(
         y=f"d_{metric}:Q", tooltip=["family", "level", "pairs", alt.Tooltip(f"d_{metric}:Q", format=".3f"),
                                     alt.Tooltip(f"d_{metric}_lo:Q", format=".3f"),
-                                    alt.Tooltip(f"d_{metric}_hi:Q", format=".3f")])
+                                    alt.Tooltip(f"d_{metric}_hi:Q", format=".3f"), f"{metric}_verdict"])
+    clipped = base.mark_point(shape="triangle-down", size=60, filled=True, clip=True).encode(
+        y=f"d_{metric}_lo:Q").transform_filter(f"datum['{metric}_clipped']")
     zero = alt.Chart(pd.DataFrame({"z": [0.0]})).mark_rule(color="black", strokeDash=[4, 3]).encode(y="z:Q")
-    return alt.layer(zero, bars, pts).properties(width=300, height=220, title=title)
+    head = alt.TitleParams(title, subtitle=subtitle) if subtitle else title
+    return alt.layer(zero, bars, pts, clipped).properties(width=300, height=220, title=head)
 
 
-def pareto_bands(rows: pd.DataFrame, fid: str = "cam_spearman", color: alt.Color = FAMILY_COLOR) -> alt.FacetChart:
+def pareto_bands(rows: pd.DataFrame, fid: str = "cam_spearman") -> alt.FacetChart:
     """Accuracy vs Grad-CAM fidelity per density band (facets): fronts never mix densities."""
     ok = stats.with_design(rows[(rows["status"] == "ok") & (rows["level"] > 0)])
     ok = ok.assign(band=density_band(ok["density"], ok["level"]))
@@ -100,8 +158,9 @@ def pareto_bands(rows: pd.DataFrame, fid: str = "cam_spearman", color: alt.Color
     base = alt.Chart(d).encode(x=alt.X(f"{fid}:Q", title=stats.METRICS[fid], scale=alt.Scale(zero=False)),
                                y=alt.Y("test_acc:Q", title="test accuracy", scale=alt.Scale(zero=False)))
     pts = base.mark_point(filled=True, size=45, opacity=0.8).encode(
-        color=color, tooltip=["family", "seed", "level", alt.Tooltip("density:Q", format=".4f"),
-                                     alt.Tooltip("test_acc:Q", format=".4f"), alt.Tooltip(f"{fid}:Q", format=".3f")])
+        color=colors.encoding(d["family"]),
+        tooltip=["family", "seed", "level", alt.Tooltip("density:Q", format=".4f"),
+                 alt.Tooltip("test_acc:Q", format=".4f"), alt.Tooltip(f"{fid}:Q", format=".3f")])
     rings = base.mark_point(size=200, color="black").transform_filter("datum.on_front")
     line = base.mark_line(color="black", strokeWidth=1, interpolate="step-after").transform_filter(
         "datum.on_front")
@@ -171,12 +230,15 @@ class Report:
         (self.out / "report.md").write_text(f"# {title}\n\n" + "\n".join(self.md))
 
 
-def _design_text(rows: pd.DataFrame) -> list[str]:
+def _design_text(rows: pd.DataFrame, margins: dict[str, float]) -> list[str]:
     from lthray.config import from_flat
 
     c = from_flat(json.loads(rows["config_json"].iloc[0]))
     n_trials, seeds = rows["run_id"].nunique(), sorted(int(s) for s in rows["seed"].unique())
     methods = sorted(stats.with_design(rows)["family"].unique())
+    shown = ", ".join(f"{stats.METRICS[m]} ±{v * (100 if m in ('test_acc', 'pcbm_acc') else 1):g}"
+                      + (" points" if m in ("test_acc", "pcbm_acc") else "")
+                      for m, v in margins.items() if m in HEADLINE)
     return [
         f"{n_trials} trials: {len(methods)} method{'s' if len(methods) > 1 else ''} ({', '.join(methods)}) "
         f"x seeds {seeds}, paired by seed and level.",
@@ -190,18 +252,40 @@ def _design_text(rows: pd.DataFrame) -> list[str]:
         + ".",
         f"Explanations: Grad-CAM on {c.data.probe_size} fixed test images vs the dense model's maps; "
         f"faithfulness = {c.explain.faithfulness}; concept bank: {', '.join(sorted(rows['concept_bank'].unique()))}.",
-        "Intervals: 95% t intervals over seeds; a difference whose interval spans 0 is reported as "
-        "'no detectable difference'.",
+        "Intervals: 95% t intervals over seeds, on a logit scale for bounded metrics (Fisher's z for correlations) "
+        "so that none leaves the metric's range; differences: 95% t intervals of the per-seed differences.",
+        "Tests: paired t-tests against IMP. A comparison family is one metric: every method against IMP at every "
+        "density. p-values are Holm-adjusted within the family (Benjamini-Hochberg beside them); 'higher' or "
+        "'lower' means Holm p < 0.05. 'Equivalent' needs the Holm-adjusted equivalence test (TOST) to pass at the "
+        f"declared margin ({shown}; `--margin METRIC=VALUE` changes one); anything else is 'inconclusive with N "
+        "seeds', with the difference that 80% power would need at the family's first Holm step.",
+        "Every number comes from `per_seed.csv` (one row per trial and level), `summary.csv` and "
+        "`paired_differences.csv`, beside this report.",
     ]
 
 
-def write_report(rows: pd.DataFrame, out: Path) -> Path:
+HEADLINE = ("test_acc", "cam_spearman", "cam_iou", "cam_faithfulness", "concept_topk_overlap",
+            "concept_weight_spearman", "pcbm_acc", "cam_energy_inside", "cam_concentration", "lrp_spearman",
+            "lrp_concentration")  # the metrics whose comparisons the findings count
+PER_SEED = ["run_id", "method", "family", "guidance_weight", "lambda_fid", "seed", "level", "density", "status",
+            "train_steps", *stats.METRICS, "empty_layers", "concept_refit_overlap", "concept_refit_spearman",
+            "cam_sanity_spearman", "lrp_sanity_spearman", "object_area", "design"]
+
+
+def per_seed_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per trial and level with every metric the report uses: every interval can be recomputed."""
+    d = stats.with_design(rows)
+    d = d.assign(empty_layers=[" ".join(v) if v is not None and len(v) else "" for v in d["empty_layers"]])
+    return d[[c for c in PER_SEED if c in d.columns]].sort_values(["family", "seed", "level"])
+
+
+def write_report(rows: pd.DataFrame, out: Path, margins: dict[str, float] | None = None) -> Path:
     """The report the sweep behind `rows` calls for: a search report for an Optuna search, else the
     study report (with the confirm section when the sweep confirms a search)."""
     meta = sweep_meta(rows.attrs.get("results"))
     if meta.get("search") == "optuna":
         return build_search(rows, out)
-    return build(rows, out, masks_of(rows), confirm_of=meta.get("confirm_of"))
+    return build(rows, out, masks_of(rows), confirm_of=meta.get("confirm_of"), margins=margins)
 
 
 def build_search(rows: pd.DataFrame, out: Path) -> Path:
@@ -216,55 +300,89 @@ def build_search(rows: pd.DataFrame, out: Path) -> Path:
     return out / "report.html"
 
 
-def build(rows: pd.DataFrame, out: Path, masks: tickets.Masks | None = None, confirm_of: str | None = None) -> Path:
+def main_design(summary: pd.DataFrame) -> str:
+    """The design with the most rows: where the floors drawn on the charts come from."""
+    return str(summary["design"].value_counts().sort_index().idxmax())
+
+
+def build(rows: pd.DataFrame, out: Path, masks: tickets.Masks | None = None, confirm_of: str | None = None,
+          margins: dict[str, float] | None = None) -> Path:
     """Write report.html, report.md, their PNGs and the CSV tables behind them into `out`.
     `masks` (lthray.mask_files.read of the results folder) adds the ticket-overlap section; `confirm_of`
-    (the search a confirm sweep re-runs) adds the confirm section."""
+    (the search a confirm sweep re-runs) adds the confirm section; `margins` replace declared
+    equivalence margins (inference.MARGINS) key by key."""
     out.mkdir(parents=True, exist_ok=True)
-    summary, diffs = stats.level_summary(rows), stats.paired_differences(rows)
+    margins = {**inference.MARGINS, **(margins or {})}
+    summary, diffs = stats.level_summary(rows), stats.paired_differences(rows, margins=margins)
+    fl = floors.floors(rows)
+    per_seed_table(rows).to_csv(out / "per_seed.csv", index=False, float_format="%.5g")
     summary.to_csv(out / "summary.csv", index=False, float_format="%.5g")
-    diffs.to_csv(out / "paired_differences.csv", index=False, float_format="%.5g")
+    if not diffs.empty:
+        diffs.drop(columns=[c for c in diffs.columns if c.startswith("pairs_")]).to_csv(
+            out / "paired_differences.csv", index=False, float_format="%.5g")
+    fl.to_csv(out / "noise_floors.csv", index=False, float_format="%.5g")
     banks = sorted(rows["concept_bank"].unique())
     random_bank = any(b.endswith("/random") for b in banks)
     title = f"lthray study: {rows['sweep'].iloc[0]}" + (
         " (RANDOM concept bank: concept results check the pipeline only)" if random_bank else "")
     r = Report(out)
     r.heading("Design")
-    r.bullets(_design_text(rows))
+    r.bullets(_design_text(rows, margins))
     if summary["design"].nunique() > 1:
         r.para("Several designs are present; each is drawn as its own line and comparisons stay within one "
                "design. They differ in: " + "; ".join(sorted(stats.design_names(summary).values())) + ".")
     diverged = rows.loc[rows["status"] != "ok", "run_id"].nunique()
     if diverged:
         r.para(f"{diverged} trials diverged at some level; their diverged levels are left out of every mean.")
+    empty = empty_layer_sentences(rows)
+    if empty:
+        r.para("Disconnected networks: these levels keep no weight at all in some layer (column empty_layers).")
+        r.bullets(empty)
     if confirm_of:
         search.confirm_section(r, rows, out, confirm_of)
 
+    design = main_design(summary)
     r.heading("Findings")
-    r.bullets(findings(summary, diffs))
+    r.bullets(findings(summary, diffs, fl))
+    claims_section(r, rows, fl, margins)
 
     r.heading("(a) The lottery-ticket curve")
     knees = [(lab, stats.knee(summary, design=d)) for lab, d in imp_designs(summary)]
-    r.para("Test accuracy vs density, mean and 95% CI over seeds; the grey band is the dense model's CI. "
-           + " ".join(f"{lab}IMP stays within 1 point of dense down to {stats.pct(k['density'])} density (level "
-                      f"{k['level']})." if k is not None else
-                      f"{lab}IMP falls more than 1 point below dense at its first pruned level." for lab, k in knees))
+    r.para("Test accuracy vs density, mean and 95% interval over seeds; the grey band is the dense model's "
+           "interval. " + " ".join(
+               f"{lab}IMP stays within 1 point of dense down to {stats.pct(k['density'])} density (level "
+               f"{k['level']})." if k is not None else
+               f"{lab}IMP falls more than 1 point below dense at its first pruned level." for lab, k in knees))
     shown = by_series(summary)
-    # one colour per method in every chart of the report, whichever methods a chart happens to show
-    color = alt.Color("family:N", title="method", scale=alt.Scale(
-        domain=sorted(set(shown["family"]) | set(stats.with_design(rows)["family"]))))
-    r.chart(curve(shown, "test_acc", "test accuracy", dense_band=True, color=color), "lth_curve", "accuracy vs density")
+    r.chart(lth_curves(shown), "lth_curve", "accuracy vs density")
+    collapse = summary[summary["collapsed"]]
+    if not collapse.empty:
+        r.para("Seeds that disagree wildly (some at chance accuracy, others well above it): a mean describes none "
+               "of them, so here they are seed by seed.")
+        r.bullets([f"{c['family']} at {stats.pct(c['density'])} density (level {c['level']}): {c['acc_by_seed']}."
+                   for _, c in collapse.sort_values(["family", "level"]).iterrows()])
     r.heading("(b) Grad-CAM fidelity and faithfulness")
-    r.chart(alt.hconcat(curve(shown, "cam_spearman", "Grad-CAM Spearman to dense", color=color),
-                        curve(shown, "cam_iou", "Grad-CAM top-k IoU to dense", color=color),
-                        curve(shown, "cam_faithfulness", "Grad-CAM faithfulness (own maps)", color=color)),
+    r.para("Agreement with the same seed's dense maps; the grey band with a dashed line is the noise floor: how "
+           "far two dense models of different seeds agree (lowest to highest seed pair, dashed: their mean). "
+           "Faithfulness is of each model's own maps (ROAD or confidence drop) and has no floor.")
+    r.chart(alt.hconcat(curve(shown, "cam_spearman", "Grad-CAM Spearman to dense",
+                              floor=floors.floor_of(fl, design, "cam_spearman")),
+                        curve(shown, "cam_iou", "Grad-CAM top-k IoU to dense",
+                              floor=floors.floor_of(fl, design, "cam_iou")),
+                        curve(shown, "cam_faithfulness", "Grad-CAM faithfulness (own maps)")),
             "cam_curves", "Grad-CAM fidelity vs density")
-    localisation_section(r, rows, shown, color)
+    floor_section(r, fl)
+    localisation_section(r, rows, shown, fl, design)
     r.heading("(c) Concept fidelity")
     if summary["concept_topk_overlap"].notna().any():
-        r.chart(alt.hconcat(curve(shown, "concept_topk_overlap", "concept top-k overlap with dense", color=color),
-                            curve(shown, "concept_weight_spearman", "concept weight Spearman to dense", color=color),
-                            curve(shown, "pcbm_acc", "PCBM accuracy", dense_band=True, color=color)),
+        r.para("Agreement of each level's post-hoc concept bottleneck with the dense one's. Grey: the refit floor "
+               "(the dense backbone's PCBM refitted with another fit seed on a bootstrap of the bank's images; "
+               "95% interval over seeds); dashed line on the overlap chart: the seed-to-seed floor.")
+        refit = floors.floor_of(fl, design, "concept_topk_overlap", "refit")
+        r.chart(alt.hconcat(curve(shown, "concept_topk_overlap", "concept top-k overlap with dense", floor=refit),
+                            curve(shown, "concept_weight_spearman", "concept weight Spearman to dense",
+                                  floor=floors.floor_of(fl, design, "concept_weight_spearman", "refit")),
+                            curve(shown, "pcbm_acc", "PCBM accuracy", dense_band=True)),
                 "concept_curves", "concept fidelity vs density")
         dense_concepts(r, rows)
     else:
@@ -273,13 +391,16 @@ def build(rows: pd.DataFrame, out: Path, masks: tickets.Masks | None = None, con
     if diffs.empty:
         r.para("No IMP trial shares a design and seed with another method: no paired comparison is possible.")
     else:
-        r.chart(alt.hconcat(diff_chart(diffs, "test_acc", "Δ accuracy vs IMP (points)", 100.0, color=color),
-                            diff_chart(diffs, "cam_spearman", "Δ Grad-CAM Spearman vs IMP", color=color),
-                            diff_chart(diffs, "concept_topk_overlap", "Δ concept overlap vs IMP", color=color)),
+        r.para("Mean paired difference with its 95% interval. A series whose intervals reach beyond the zoomed "
+               "axis is left out of that panel and named under its title; a triangle marks an interval clipped at "
+               "the range a difference can take.")
+        r.chart(alt.hconcat(diff_chart(diffs, "test_acc", "Δ accuracy vs IMP (points)", 100.0, zoom_to=10.0),
+                            diff_chart(diffs, "cam_spearman", "Δ Grad-CAM Spearman vs IMP", zoom_to=0.4),
+                            diff_chart(diffs, "concept_topk_overlap", "Δ concept overlap vs IMP", zoom_to=0.4)),
                 "paired_differences", "paired differences against IMP")
         r.bullets([stats.sentence(rec) for _, rec in diffs.sort_values(["family", "level"]).iterrows()])
     r.heading("(e) Pareto fronts of accuracy vs Grad-CAM fidelity, per density band")
-    r.chart(pareto_bands(rows, color=color), "pareto_bands", "Pareto fronts per density band")
+    r.chart(pareto_bands(rows), "pareto_bands", "Pareto fronts per density band")
     gallery_section(r, rows, out, "(f) ")
     ticket_section(r, rows, masks or {}, out)
     instability_section(r, rows, summary, out)
@@ -287,20 +408,50 @@ def build(rows: pd.DataFrame, out: Path, masks: tickets.Masks | None = None, con
     return out / "report.html"
 
 
+def empty_layer_sentences(rows: pd.DataFrame) -> list[str]:
+    """One line per (method, level) whose masks leave some layer empty, naming the layers and seeds."""
+    d = rows[rows["empty_layers"].map(lambda v: v is not None and len(v) > 0)]
+    out = []
+    for (method, level), g in stats.with_design(d).groupby(["family", "level"]):
+        layers = sorted({name for v in g["empty_layers"] for name in v})
+        out.append(f"{method} at {stats.pct(float(g['density'].mean()))} density (level {level}), seeds "
+                   f"{sorted(int(x) for x in g['seed'])}: no weight kept in {', '.join(layers)}.")
+    return out
+
+
+def floor_section(r: Report, fl: pd.DataFrame) -> None:
+    """The noise floors as a table: what every drift in this report is read against."""
+    if fl.empty:
+        r.para("No noise floor could be measured: the rows hold no level-0 reference maps or refits (written "
+               "before lthray's schema 6), or there is one seed only. Drift is reported without a yardstick.")
+        return
+    t = fl.assign(what=[stats.METRICS.get(m, m) for m in fl["metric"]],
+                  floor_kind=["dense seed vs dense seed" if k == "seed" else "PCBM refit (same backbone)"
+                              for k in fl["kind"]])
+    r.para("Noise floors (noise_floors.csv): seed-to-seed = mean over pairs of dense models of different seeds "
+           "(lo/hi: the lowest and highest pair); refit = the same backbone's PCBM refitted (lo/hi: 95% interval "
+           "over seeds).")
+    r.table(t[["what", "floor_kind", "floor", "lo", "hi", "n"]].round(3))
+
+
 def gallery_section(r: Report, rows: pd.DataFrame, out: Path, label: str = "") -> None:
-    """The Grad-CAM gallery (gallery.png) and the concept shift (concept_shift.csv): the one place both
-    are computed, for the study report and the search report alike."""
+    """The Grad-CAM gallery (gallery.png) and the concept shift (concept_shift.csv), both of the median seed
+    for every method (paired): the one place both are computed, for the study and the search report."""
     r.heading(f"{label}Grad-CAM gallery and concept shift")
-    g = gallery(rows, out)
+    seed, why = median_seed(rows)
+    if seed is not None:
+        r.para(f"Every method at seed {seed}, {why}, so the methods are compared on one seed (paired), not each "
+               "on its best.")
+    g = gallery(rows, out, seed=seed)
     if g is not None:
         r.image(g, "Grad-CAM gallery")
-    shift = concept_shift(rows)
+    shift = concept_shift(rows, seed=seed)
     if not shift.empty:
         shift.to_csv(out / "concept_shift.csv", index=False)
-        r.table(shift[["method", "class", "density", "kept", "lost", "gained"]].round({"density": 4}))
+        r.table(shift[["method", "seed", "class", "density", "kept", "lost", "gained"]].round({"density": 4}))
 
 
-def localisation_section(r: Report, rows: pd.DataFrame, shown: pd.DataFrame, color: alt.Color) -> None:
+def localisation_section(r: Report, rows: pd.DataFrame, shown: pd.DataFrame, fl: pd.DataFrame, design: str) -> None:
     """(b2) Where the maps lie against the object masks, per method and density, with the dense models'
     seed-to-seed band as the noise floor and the object's area as energy-inside's chance level."""
     if shown["cam_concentration"].isna().all():
@@ -313,29 +464,27 @@ def localisation_section(r: Report, rows: pd.DataFrame, shown: pd.DataFrame, col
             "images (chance). Pointing: the share of maps whose peak lies on the garment. " if has_masks else
             "This dataset has no object masks: only concentration is measured. ")
            + "Concentration: the fraction of the image's area holding half the map's mass (0.5 = uniform; "
-           "lower = focused on a part). Mean and 95% CI over seeds; the grey band is the dense models' CI "
-           "over seeds, the seed-to-seed noise floor a pruned model's change must clear.")
-    charts = [curve(shown, "cam_concentration", "area holding half the mass", dense_band=True, color=color)]
+           "lower = focused on a part). Mean and 95% interval over seeds; the grey band is the dense models' "
+           "interval over seeds, the seed-to-seed noise floor a pruned model's change must clear.")
+    charts = [curve(shown, "cam_concentration", "area holding half the mass", dense_band=True)]
     if has_masks:
         chance = alt.Chart(pd.DataFrame({"chance": [float(area.mean())]})).mark_rule(
             color="black", strokeDash=[4, 3]).encode(y="chance:Q")  # a uniform map's score
-        energy = curve(shown, "cam_energy_inside", "Grad-CAM mass on the object (dashed: chance)", dense_band=True,
-                       color=color)
+        energy = curve(shown, "cam_energy_inside", "Grad-CAM mass on the object (dashed: chance)", dense_band=True)
         charts = [alt.layer(energy, chance),
-                  curve(shown, "cam_pointing", "Grad-CAM peak on the object", dense_band=True, color=color),
+                  curve(shown, "cam_pointing", "Grad-CAM peak on the object", dense_band=True),
                   *charts]
     r.chart(alt.hconcat(*charts), "localisation", "Grad-CAM localisation and concentration vs density")
     if shown["lrp_spearman"].notna().any():
         r.heading("(b3) A second attribution method: LRP next to Grad-CAM")
         r.para("LRP (zennit, EpsilonPlusFlat with BatchNorm merged into its convolution) on the same probe "
-               "images and true classes: its drift from the dense model's LRP maps, and the same localisation "
-               "metrics. Where LRP and Grad-CAM move together with density, the finding is about the network; "
-               "where only one moves, it may be about that method.")
-        lrp = [curve(shown, "lrp_spearman", "LRP Spearman to dense", color=color)]
+               "images and true classes: its drift from the dense model's LRP maps (grey: its seed-to-seed floor), "
+               "and the same localisation metrics. Where LRP and Grad-CAM move together with density, the "
+               "finding is about the network; where only one moves, it may be about that method.")
+        lrp = [curve(shown, "lrp_spearman", "LRP Spearman to dense", floor=floors.floor_of(fl, design, "lrp_spearman"))]
         if has_masks:
-            lrp.append(curve(shown, "lrp_energy_inside", "LRP mass on the object", dense_band=True, color=color))
-        lrp.append(curve(shown, "lrp_concentration", "area holding half the LRP mass", dense_band=True,
-                         color=color))
+            lrp.append(curve(shown, "lrp_energy_inside", "LRP mass on the object", dense_band=True))
+        lrp.append(curve(shown, "lrp_concentration", "area holding half the LRP mass", dense_band=True))
         r.chart(alt.hconcat(*lrp), "lrp", "LRP fidelity, localisation and concentration vs density")
     sanity_section(r, rows)
 
@@ -378,10 +527,11 @@ def ticket_section(r: Report, rows: pd.DataFrame, masks: tickets.Masks, out: Pat
         return
     r.heading("(g) Ticket overlap and structure")
     ov.to_csv(out / "mask_overlap.csv", index=False, float_format="%.5g")
-    r.para("Jaccard overlap of the kept weights at each pruning level. Diagonal: between seeds of one method "
-           "(mean over seed pairs); off-diagonal: between two methods' masks of the same seed (mean over "
-           "seeds). Two independent random masks of density d overlap by d/(2-d): the chance level in each "
-           "panel's title.")
+    r.para("Jaccard index |A ∩ B| / |A ∪ B| of the kept weights at each pruning level. Diagonal: between seeds "
+           "of one method (mean over seed pairs); off-diagonal: between two methods' masks of the same seed (mean "
+           "over seeds). Chance is layer-matched: the expected Jaccard index of two random masks with the same "
+           "per-layer kept counts (in each panel's title), so an overlap at chance is explained by how many "
+           "weights each layer keeps alone.")
     same = tickets.same_masks(rows, masks)
     r.bullets(tickets.sentences(ov, same))
     r.chart(tickets.heatmap(ov), "mask_overlap", "mask overlap heatmaps")
@@ -429,16 +579,20 @@ def imp_designs(summary: pd.DataFrame) -> list[tuple[str, str]]:
     return [(f"{names[d]}: ", d) for d in imp["design"]]
 
 
-def findings(summary: pd.DataFrame, diffs: pd.DataFrame) -> list[str]:
-    """The headline sentences, each computed from the tables below it."""
+def findings(summary: pd.DataFrame, diffs: pd.DataFrame, fl: pd.DataFrame | None = None) -> list[str]:
+    """The headline sentences, each computed from the tables below it; every 'better', 'worse' or
+    'equivalent' rests on a Holm-adjusted test or TOST (analysis.inference), every drift on its floor."""
+    fl = fl if fl is not None else pd.DataFrame(columns=["design", "metric", "kind", "floor", "lo", "hi", "n"])
     out = []
     for lab, design in imp_designs(summary):
         k = stats.knee(summary, design=design)
-        if k is not None:
-            out.append(f"{lab}IMP keeps dense accuracy (within 1 point) down to {stats.pct(k['density'])} density; "
-                       f"its Grad-CAM Spearman to dense is then {k['cam_spearman']:.2f}: explanations drift "
-                       "before accuracy does." if k["cam_spearman"] < 0.95 else
-                       f"{lab}IMP keeps dense accuracy (within 1 point) down to {stats.pct(k['density'])} density.")
+        if k is None:
+            continue
+        where = floors.against(k["cam_spearman"], k["cam_spearman_lo"], k["cam_spearman_hi"],
+                               floors.floor_of(fl, design, "cam_spearman"))
+        out.append(f"{lab}IMP keeps dense accuracy (within 1 point) down to {stats.pct(k['density'])} density; its "
+                   f"Grad-CAM Spearman to dense is then {k['cam_spearman']:.2f} [{k['cam_spearman_lo']:.2f}, "
+                   f"{k['cam_spearman_hi']:.2f}], {where}.")
     inst = instability.summary_of(summary)
     if inst:
         out.append(inst)
@@ -446,34 +600,91 @@ def findings(summary: pd.DataFrame, diffs: pd.DataFrame) -> list[str]:
         return out
     for fam, g in diffs.groupby("family"):
         acc, cam = stats.tally(g, "test_acc"), stats.tally(g, "cam_spearman")
-        n = len(g)
-        out.append(f"{fam} vs IMP over {n} matched levels: accuracy higher at {acc['higher']}, lower at "
-                   f"{acc['lower']}, no detectable difference at {acc['no detectable difference']}; Grad-CAM "
-                   f"Spearman higher at {cam['higher']}, lower at {cam['lower']}, no detectable difference at "
-                   f"{cam['no detectable difference']}"
-                   + (f" (a single seed pair, so no CI, at {acc['no CI']})" if acc["no CI"] else "") + ".")
+        out.append(f"{fam} vs IMP over {len(g)} matched levels: accuracy higher at {acc['higher']}, lower at "
+                   f"{acc['lower']}, equivalent (±{g['test_acc_margin'].iloc[0] * 100:g} points) at "
+                   f"{acc['equivalent']}, inconclusive at {acc['inconclusive']}; Grad-CAM Spearman higher at "
+                   f"{cam['higher']}, lower at {cam['lower']}, equivalent (±{g['cam_spearman_margin'].iloc[0]:g}) at "
+                   f"{cam['equivalent']}, inconclusive at {cam['inconclusive']}"
+                   + (f" (a single seed pair, so no test, at {acc['no CI']})" if acc["no CI"] else "")
+                   + " (Holm within each metric's family).")
+    metrics = [m for m in HEADLINE if diffs[f"{m}_p"].notna().any()]
     guided = diffs[diffs["method"].map(stats.is_guided)]
-    better = [stats.verdict(r["d_test_acc"], r["d_test_acc_lo"], r["d_test_acc_hi"]) == "higher"
-              or stats.verdict(r["d_cam_spearman"], r["d_cam_spearman_lo"], r["d_cam_spearman_hi"]) == "higher"
-              for _, r in guided.iterrows()]
-    if len(guided) and not any(better):
-        out.append("Guided pruning did not detectably beat IMP on accuracy or Grad-CAM fidelity at any matched "
-                   "density in this study.")
-    elif len(guided):
-        out.append(f"Guided pruning was detectably better than IMP on accuracy or Grad-CAM fidelity at "
-                   f"{sum(better)} of {len(guided)} matched (method, density) points; see (d). With "
-                   f"{2 * len(guided)} tests at 95% confidence, about {0.05 * 2 * len(guided):.1f} would exclude 0 "
-                   "by chance alone, so a lone detection is no evidence of an effect.")
+    if len(guided):
+        raw = sum(int((guided[f"{m}_p"] < inference.ALPHA).sum()) for m in metrics)
+        holm = sum(int((guided[f"{m}_p_holm"] < inference.ALPHA).sum()) for m in metrics)
+        bh = sum(int((guided[f"{m}_p_bh"] < inference.ALPHA).sum()) for m in metrics)
+        tests = sum(int(guided[f"{m}_p"].notna().sum()) for m in metrics)
+        good = [(m, r) for m in metrics for _, r in guided.iterrows()
+                if r[f"{m}_verdict"] in ("higher", "lower") and _favourable(m, r[f"d_{m}"])]
+        bad = [(m, r) for m in metrics for _, r in guided.iterrows()
+               if r[f"{m}_verdict"] in ("higher", "lower") and not _favourable(m, r[f"d_{m}"])]
+        out.append(f"Guided methods against IMP: {tests} tests over {len(metrics)} metrics; {raw} have a raw p below "
+                   f"{inference.ALPHA} (about {inference.ALPHA * tests:.1f} expected by chance alone), {holm} survive "
+                   f"Holm within their metric's family and {bh} Benjamini-Hochberg. Of the Holm detections, "
+                   f"{len(good)} favour the guided method and {len(bad)} favour IMP"
+                   + ("." if not good + bad else ": " + "; ".join(
+                       f"{r['family']} {stats.METRICS[m]} at {stats.pct(r['density'])} "
+                       f"({r[f'd_{m}']:+.3g}, Holm p {r[f'{m}_p_holm']:.3g})" for m, r in good + bad) + "."))
+    return out
+
+
+# Metrics where a lower value is better (the rest: higher is better)
+_LOWER_IS_BETTER = {"instability_barrier", "cam_concentration", "lrp_concentration"}
+
+
+def _favourable(metric: str, d: float) -> bool:
+    """Whether a difference favours the method over IMP. Concentration has no better direction of its own
+    (the claim is that pruning shrinks it); it counts as favourable when lower, i.e. more focused."""
+    return d < 0 if metric in _LOWER_IS_BETTER else d > 0
+
+
+def claims_section(r: Report, rows: pd.DataFrame, fl: pd.DataFrame, margins: dict[str, float]) -> None:
+    """(i) The paper's claims, each stated and tested (analysis.claims), whichever way each comes out."""
+    tables = claims.all_claims(rows, fl, margins)
+    if not tables:
+        return
+    r.heading("The paper's claims, tested", 3)
+    r.para("Each claim is one family of comparisons (every method at every pruned level, paired by seed), "
+           "Holm-adjusted; 'no change' needs TOST at the declared margin. A floor is the mean of its pairs, "
+           "treated as known (its spread is in the noise-floor table).")
+    for name, t in tables.items():
+        r.bullets(claims.sentences(name, t))
+
+
+def parse_margins(items: list[str]) -> dict[str, float]:
+    """--margin METRIC=VALUE items as a dict; AnalysisError naming a bad one."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in inference.MARGINS:
+            raise AnalysisError(f"--margin {item!r}: expected METRIC=VALUE with METRIC one of "
+                                f"{', '.join(inference.MARGINS)}")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise AnalysisError(f"--margin {item!r}: {value!r} is not a number") from None
+        if not out[name] > 0:
+            raise AnalysisError(f"--margin {item!r}: a margin must be > 0")
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    margin_items = []
+    while "--margin" in argv:  # --margin METRIC=VALUE, repeatable; the rest is cli_inputs'
+        i = argv.index("--margin")
+        if i + 1 >= len(argv):
+            print("error: --margin needs METRIC=VALUE", file=sys.stderr)
+            return 2
+        margin_items.append(argv[i + 1])
+        del argv[i : i + 2]
     try:
+        margins = parse_margins(margin_items)
         rows, out = cli_inputs(__doc__, argv)
     except AnalysisError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    path = write_report(rows, out)
+    path = write_report(rows, out, margins)
     print(f"report: {path} ({path.stat().st_size / 1e6:.2f} MB) and {out / 'report.md'}")
     return 0
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from analysis import stats
+from analysis import colors, inference, stats
 from analysis.front import OBJECTIVES, last_levels, pareto_set
 
 NAMES = {"test_acc": "accuracy", "cam_spearman": "Grad-CAM Spearman to dense",
@@ -108,7 +108,7 @@ def search_section(r, rows: pd.DataFrame, out: Path, name: str) -> None:
     density = float(final["density"].iloc[0])
     kn = knobs(final)
     front = pareto_set(final)
-    color = alt.Color("method:N", title="method", scale=alt.Scale(domain=sorted(final["method"].unique())))
+    color = colors.encoding(final["method"], field="method")  # the method's colour in every report
     r.heading("Search")
     r.bullets([
         f"{len(final)} trials, each read at its last level: density {stats.pct(density)} "
@@ -145,19 +145,6 @@ def search_section(r, rows: pd.DataFrame, out: Path, name: str) -> None:
     final.drop(columns=["probe_cams", "top_concepts"], errors="ignore").to_csv(out / "trials.csv", index=False)
 
 
-def holm(p: np.ndarray) -> np.ndarray:
-    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1). Hand-written: scipy has
-    Benjamini-Hochberg (false_discovery_control) but no family-wise step-down correction."""
-    p = np.asarray(p, dtype=float)
-    order = np.argsort(p)
-    adj = np.empty_like(p)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, (len(p) - rank) * p[i])
-        adj[i] = min(1.0, running)
-    return adj
-
-
 def confirm_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Per front config: paired difference from IMP (same design, seed) at the last level (the target
     density), mean and 95% t CI per objective, paired t-test p-values Holm-adjusted over every config
@@ -183,10 +170,7 @@ def confirm_table(rows: pd.DataFrame) -> pd.DataFrame:
     if t.empty:
         return t
     ps = t[[f"p_{o}" for o in OBJECTIVES]].to_numpy().ravel()
-    ok = np.isfinite(ps)
-    adj = np.full_like(ps, math.nan)
-    adj[ok] = holm(ps[ok])
-    adj = adj.reshape(len(t), len(OBJECTIVES))
+    adj = inference.adjust(ps).reshape(len(t), len(OBJECTIVES))
     for j, o in enumerate(OBJECTIVES):
         t[f"p_holm_{o}"] = adj[:, j]
         t[f"verdict_{o}"] = [

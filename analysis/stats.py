@@ -1,9 +1,11 @@
-"""The study's numbers: means with 95% CIs over seeds, and paired differences against IMP.
+"""The study's numbers: means with 95% intervals over seeds, and paired differences against IMP.
 
 A comparison is only made between rows that share a *design* (every config key but the method, its
 guidance weight, lambda_fid and the seed: so the same data, model, schedule, rewind and pruning rate),
-the same seed and the same level. Intervals are t intervals over seeds (scipy's ttest_1samp), the usual
-choice for 3-10 paired replicates, where a bootstrap has too few points to resample.
+the same seed and the same level. Intervals and tests come from `analysis.inference`: t intervals on a
+logit scale for bounded metrics (never outside the range), paired t-tests adjusted over a declared
+family (one metric: every method against IMP at every density; Holm, BH beside it), and TOST with a
+declared margin before anything is called equivalent.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from analysis import inference
 from lthray.methods import METHODS
 
 METRICS = {
@@ -42,17 +44,11 @@ _NOT_DESIGN_PREFIX = ("instability.",)
 REFERENCE = ("imp", 0.0, 0.0)
 
 
-def mean_ci(x: np.ndarray | pd.Series, level: float = 0.95) -> tuple[float, float, float, int]:
-    """(mean, low, high, n) of the finite values: a t interval; low = high = nan when n < 2."""
-    v = np.asarray(x, dtype=float)
-    v = v[np.isfinite(v)]
-    if len(v) == 0:
-        return math.nan, math.nan, math.nan, 0
-    if len(v) < 2 or np.ptp(v) == 0:
-        m = float(v.mean())
-        return (m, math.nan, math.nan, len(v)) if len(v) < 2 else (m, m, m, len(v))
-    ci = stats.ttest_1samp(v, 0.0).confidence_interval(level)
-    return float(v.mean()), float(ci.low), float(ci.high), len(v)
+def mean_ci(x: np.ndarray | pd.Series, level: float = 0.95,
+            metric: str | None = None) -> tuple[float, float, float, int]:
+    """(mean, low, high, n) of the finite values: inference.interval, inside `metric`'s range when it has
+    one (inference.RANGES); low = high = nan when n < 2."""
+    return inference.interval(x, inference.RANGES.get(metric) if metric else None, level)
 
 
 def with_design(rows: pd.DataFrame) -> pd.DataFrame:
@@ -100,83 +96,118 @@ def label(method: str, g: float, lam: float) -> str:
     return s + (f" + fid {lam:g}" if lam > 0 else "")
 
 
+def chance_accuracy(dataset: str) -> float:
+    """1 / the dataset's number of classes (a guess's accuracy); nan for a dataset lthray does not know."""
+    from lthray.data import DATASETS
+
+    return 1 / DATASETS.get(dataset).num_classes if dataset in DATASETS else math.nan
+
+
 def level_summary(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per (design, family, level): mean density and, per metric, mean and 95% CI over seeds.
-    Diverged levels are left out (their metrics are null), and counted in `diverged`."""
+    """Per (design, family, level): mean density and, per metric, mean and 95% interval over seeds (inside
+    the metric's range). Diverged levels are left out (their metrics are null), and counted in `diverged`.
+    `collapsed` flags seeds that disagree wildly (some at chance accuracy, others not: inference.collapsed),
+    and `acc_by_seed` lists each seed's accuracy so the report can show them one by one."""
     d = with_design(rows)
     out = []
     for (design, family, level), g in d.groupby(["design", "family", "level"], sort=True):
-        ok = g[g["status"] == "ok"]
+        ok = g[g["status"] == "ok"].sort_values("seed")
         rec = {"design": design, "family": family, "method": g["method"].iloc[0], "level": int(level),
                "density": float(g["density"].mean()), "seeds": int(ok["seed"].nunique()),
                "diverged": int((g["status"] != "ok").sum()), "rewind": g["rewind"].iloc[0],
                "rewind_spec": g["rewind_spec"].iloc[0], "rewind_step": int(g["rewind_step"].iloc[0])}
         for m in METRICS:
-            rec[m], rec[f"{m}_lo"], rec[f"{m}_hi"], _ = mean_ci(ok[m])
+            rec[m], rec[f"{m}_lo"], rec[f"{m}_hi"], _ = mean_ci(ok[m], metric=m)
+        acc = ok["test_acc"].astype(float).to_numpy()
+        rec["collapsed"] = inference.collapsed(acc, chance_accuracy(str(g["dataset"].iloc[0])))
+        rec["acc_by_seed"] = ", ".join(f"{s}: {100 * a:.1f}%" for s, a in zip(ok["seed"], acc, strict=True))
         out.append(rec)
     return pd.DataFrame(out)
 
 
-def paired_differences(rows: pd.DataFrame, reference: tuple[str, float, float] = REFERENCE) -> pd.DataFrame:
-    """Per (design, family, level) of every non-reference family: mean and 95% CI of (family - IMP)
-    over seeds, each difference taken within one seed (same design and level). Pruned levels only."""
+def paired_differences(rows: pd.DataFrame, reference: tuple[str, float, float] = REFERENCE,
+                       margins: dict[str, float] | None = None) -> pd.DataFrame:
+    """Per (design, family, level) of every non-reference family, pruned levels only: per metric the mean
+    (family - IMP) over seeds, each difference taken within one seed (same design and level), its 95% t
+    interval (`d_M`, `d_M_lo`, `d_M_hi`, clipped to what a difference of M can be), the per-seed differences
+    (`pairs_M`), and the family's tests (inference.family_table: one family per metric, every comparison
+    of the table): `M_p`, `M_p_holm`, `M_p_bh`, `M_p_tost_holm`, `M_mde`, `M_verdict`, under the declared
+    equivalence `margins` (inference.MARGINS, replaced key by key)."""
+    margins = {**inference.MARGINS, **(margins or {})}
     d = with_design(rows[(rows["status"] == "ok") & (rows["level"] > 0)])
     ref_label = label(*reference)
     ref = d[d["family"] == ref_label].set_index(["design", "seed", "level"])
     out = []
     for (design, family, level), g in d[d["family"] != ref_label].groupby(["design", "family", "level"]):
         g = g.set_index(["design", "seed", "level"])
-        common = g.index.intersection(ref.index)
+        common = g.index.intersection(ref.index).sort_values()
         if len(common) == 0:
             continue
         rec = {"design": design, "family": family, "method": g["method"].iloc[0], "level": int(level),
-               "density": float(g.loc[common, "density"].mean()), "pairs": len(common)}
+               "density": float(g.loc[common, "density"].mean()), "pairs": len(common),
+               "seeds": ", ".join(str(s) for _, s, _ in common)}
         for m in METRICS:
-            diff = g.loc[common, m].astype(float).to_numpy() - ref.loc[common, m].astype(float).to_numpy()
-            rec[f"d_{m}"], rec[f"d_{m}_lo"], rec[f"d_{m}_hi"], _ = mean_ci(diff)
+            mine, theirs = g.loc[common, m].astype(float).to_numpy(), ref.loc[common, m].astype(float).to_numpy()
+            rec[f"pairs_{m}"] = list(mine - theirs)
         out.append(rec)
-    return pd.DataFrame(out)
-
-
-def verdict(mean: float, lo: float, hi: float) -> str:
-    """'higher' / 'lower' when the CI excludes 0, 'no detectable difference' when it spans 0, 'no CI' if n < 2."""
-    if not np.isfinite(lo) or not np.isfinite(hi):
-        return "no CI"
-    if lo > 0:
-        return "higher"
-    if hi < 0:
-        return "lower"
-    return "no detectable difference"
+    t = pd.DataFrame(out)
+    if t.empty:
+        return t
+    cols = {}
+    for m in METRICS:
+        lo, hi = inference.RANGES.get(m, (-math.inf, math.inf))
+        fam = inference.family_table(t, m, margins.get(m, 0.0), span=hi - lo)
+        cols[f"d_{m}"], cols[f"d_{m}_lo"], cols[f"d_{m}_hi"] = fam["mean"], fam["lo"], fam["hi"]
+        for c in ("p", "p_holm", "p_bh", "p_tost_holm", "mde", "clipped", "verdict", "family_size"):
+            cols[f"{m}_{c}"] = fam[c]
+        cols[f"{m}_margin"] = pd.Series(margins.get(m, 0.0), index=t.index)
+    return pd.concat([t, pd.DataFrame(cols, index=t.index)], axis=1)
 
 
 def pct(d: float) -> str:
     return f"{100 * d:.2g}%" if d < 0.1 else f"{100 * d:.0f}%"
 
 
-def sentence(rec: pd.Series, metric: str = "cam_spearman", scale: float = 1.0, unit: str = "") -> str:
-    """One generated sentence from a paired-difference record, e.g.
-    'At 2.6% density, cam_guided (g=0.5) keeps Grad-CAM Spearman to dense 0.12 higher than IMP (95% CI 0.08
-    to 0.16) at -0.4 accuracy points (CI -0.9 to 0.1), over 3 paired seeds.'"""
-    def part(m: str, s: float, u: str, name: str) -> str:
-        mean, lo, hi = (rec[f"d_{m}"] * s, rec[f"d_{m}_lo"] * s, rec[f"d_{m}_hi"] * s)
-        v = verdict(mean, lo, hi)
-        if v == "no CI":
-            return f"{name} {mean:+.3g}{u} (one pair: no CI)"
-        if v == "no detectable difference":
-            return f"no detectable difference in {name} ({mean:+.3g}{u}, 95% CI {lo:+.3g} to {hi:+.3g})"
-        return f"{name} {abs(mean):.3g}{u} {v} than IMP (95% CI {lo:+.3g} to {hi:+.3g})"
+def _p(p: float) -> str:
+    return "n/a" if not np.isfinite(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
 
-    fid = part(metric, scale, unit, METRICS[metric])
-    acc = part("test_acc", 100.0, " points", "accuracy")
-    return (f"At {pct(rec['density'])} density (level {rec['level']}), {rec['family']} shows {fid}, "
-            f"and {acc}, over {rec['pairs']} paired seeds.")
+
+def part(rec: pd.Series, m: str, scale: float = 1.0, unit: str = "", name: str | None = None) -> str:
+    """One metric's clause of a sentence: the difference, its interval and what the corrected tests allow."""
+    name = name or METRICS[m]
+    mean, lo, hi = (rec[f"d_{m}"] * scale, rec[f"d_{m}_lo"] * scale, rec[f"d_{m}_hi"] * scale)
+    v, n = rec[f"{m}_verdict"], int(rec["pairs"])
+    if not np.isfinite(mean):
+        return f"{name} not measured"
+    if v == "no CI":
+        return f"{name} {mean:+.3g}{unit} (one pair: no test)"
+    ci = f"95% CI {lo:+.3g} to {hi:+.3g}"
+    if v in ("higher", "lower"):
+        return (f"{name} {abs(mean):.3g}{unit} {v} than IMP ({ci}; Holm p {_p(rec[f'{m}_p_holm'])}, "
+                f"BH p {_p(rec[f'{m}_p_bh'])})")
+    margin = rec[f"{m}_margin"] * scale
+    if v == "equivalent":
+        return (f"{name} equivalent to IMP's within ±{margin:.3g}{unit} ({mean:+.3g}{unit}, {ci}; TOST Holm p "
+                f"{_p(rec[f'{m}_p_tost_holm'])})")
+    mde = rec[f"{m}_mde"] * scale
+    return (f"{name} inconclusive with {n} seeds ({mean:+.3g}{unit}, {ci}; Holm p {_p(rec[f'{m}_p_holm'])}; "
+            f"neither a difference nor equivalence within ±{margin:.3g}{unit} is shown; 80% power needs "
+            f"|difference| >= {mde:.2g}{unit})")
+
+
+def sentence(rec: pd.Series, metric: str = "cam_spearman", scale: float = 1.0, unit: str = "") -> str:
+    """One generated sentence from a paired-difference record, e.g. 'At 2.6% density (level 4), cam_guided
+    (g=0.5): Grad-CAM Spearman to dense inconclusive with 5 seeds (...); accuracy equivalent to IMP's
+    within ±1 points (...).'"""
+    return (f"At {pct(rec['density'])} density (level {rec['level']}), {rec['family']}: "
+            f"{part(rec, metric, scale, unit)}; {part(rec, 'test_acc', 100.0, ' points', 'accuracy')}.")
 
 
 def tally(diffs: pd.DataFrame, metric: str) -> dict[str, int]:
-    """How many (family, level) comparisons are higher / lower / not detectably different."""
-    out = {"higher": 0, "lower": 0, "no detectable difference": 0, "no CI": 0}
-    for _, r in diffs.iterrows():
-        out[verdict(r[f"d_{metric}"], r[f"d_{metric}_lo"], r[f"d_{metric}_hi"])] += 1
+    """How many comparisons of `metric` got each verdict (inference.VERDICTS)."""
+    out = dict.fromkeys(inference.VERDICTS, 0)
+    for v in diffs[f"{metric}_verdict"]:
+        out[v] += 1
     return out
 
 

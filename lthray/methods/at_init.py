@@ -86,6 +86,7 @@ def synflow(ctx: ScoreContext) -> Scores:
 _AT_INIT = dict(at_init=True, needs=Needs(guide_images=True), rewinds=("weight",),
                 why_rewinds="it trains each level from the rewind point's weights, which only weight "
                             "rewinding defines")
-METHODS.register("snip")(Method("snip", **_AT_INIT, paper="Lee et al. 2019"))
-METHODS.register("grasp")(Method("grasp", **_AT_INIT, paper="Wang et al. 2020"))
-METHODS.register("synflow")(Method("synflow", **_AT_INIT, iterative=True, paper="Tanaka et al. 2020"))
+METHODS.register("snip")(Method("snip", **_AT_INIT, paper="Lee et al. 2019", color="#bcbd22"))
+METHODS.register("grasp")(Method("grasp", **_AT_INIT, paper="Wang et al. 2020", color="#17becf"))
+METHODS.register("synflow")(Method("synflow", **_AT_INIT, iterative=True, paper="Tanaka et al. 2020",
+                                    color="#e377c2"))

@@ -93,6 +93,7 @@ class Method:
     rewinds: tuple[str, ...] | None = None
     why_rewinds: str = ""  # the reason shown when another rewind is asked for
     paper: str = field(default="", compare=False)  # shown in the README and report, not part of identity
+    color: str = field(default="", compare=False)  # its colour in every chart of every report (analysis.colors)
 
     @property
     def guided(self) -> bool:

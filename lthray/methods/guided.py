@@ -55,8 +55,10 @@ def movement(ctx: ScoreContext) -> Scores:
     return {k: (w.detach() - start[k].to(w)).abs() for k, w in prunable(ctx.model).items() if k in ctx.mask}
 
 
-METHODS.register("cam_guided")(Method("magnitude", "cam", needs=Needs(guide_images=True, dense_cams=True)))
-METHODS.register("concept_guided")(Method("magnitude", "concept", needs=Needs(guide_images=True, pcbm=True)))
+METHODS.register("cam_guided")(Method("magnitude", "cam", needs=Needs(guide_images=True, dense_cams=True),
+                                      color="#ff7f0e"))
+METHODS.register("concept_guided")(Method("magnitude", "concept", needs=Needs(guide_images=True, pcbm=True),
+                                          color="#2ca02c"))
 # Was 'stability' (rows and configs with that name still read: lthray.config.RENAMED)
 METHODS.register("movement_guided")(Method("magnitude", "movement", needs=Needs(start_weights=True),
-                                           paper="Zhou et al. 2019; Sanh et al. 2020"))
+                                           paper="Zhou et al. 2019; Sanh et al. 2020", color="#9467bd"))

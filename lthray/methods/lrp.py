@@ -80,4 +80,4 @@ def lrp_relevance(ctx: ScoreContext) -> Scores:
 
 
 METHODS.register("lrp_guided")(Method("magnitude", "lrp", needs=Needs(guide_images=True),
-                                      paper="Yeom et al. 2021; Hatefi et al. 2024"))
+                                      paper="Yeom et al. 2021; Hatefi et al. 2024", color="#d62728"))

@@ -25,7 +25,9 @@ def random(ctx: ScoreContext) -> Scores:
 _FRESH = ("it trains each level from a fresh starting point: the rewind point's weights or a new "
           "initialisation, which only weight rewinding defines")
 
-METHODS.register("imp")(Method("magnitude", paper="Frankle & Carbin 2019; Frankle et al. 2020"))
-METHODS.register("random")(Method("random", paper="random pruning baseline (Frankle & Carbin 2019)"))
+METHODS.register("imp")(Method("magnitude", paper="Frankle & Carbin 2019; Frankle et al. 2020",
+                               color="#1f77b4"))
+METHODS.register("random")(Method("random", paper="random pruning baseline (Frankle & Carbin 2019)",
+                                  color="#7f7f7f"))
 METHODS.register("reinit")(Method("magnitude", reinit=True, rewinds=("weight",), why_rewinds=_FRESH,
-                                  paper="Frankle & Carbin 2019, random reinitialisation"))
+                                  paper="Frankle & Carbin 2019, random reinitialisation", color="#8c564b"))

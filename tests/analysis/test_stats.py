@@ -10,7 +10,7 @@ from scipy import stats as st
 from analysis import report, stats
 
 
-def test_mean_ci_is_the_t_interval_over_seeds():
+def test_mean_ci_is_the_t_interval_over_seeds_and_stays_inside_a_metrics_range():
     x = np.array([0.90, 0.92, 0.97])
     m, lo, hi, n = stats.mean_ci(x)
     half = st.t.ppf(0.975, 2) * x.std(ddof=1) / np.sqrt(3)  # by hand
@@ -18,6 +18,8 @@ def test_mean_ci_is_the_t_interval_over_seeds():
     assert lo == pytest.approx(x.mean() - half) and hi == pytest.approx(x.mean() + half)
     assert np.isnan(stats.mean_ci([0.5])[1])  # one seed: no interval
     assert stats.mean_ci([np.nan, 0.4, 0.4])[:3] == (0.4, 0.4, 0.4)
+    m, lo, hi, _ = stats.mean_ci([0.1, 0.1, 0.45], metric="test_acc")  # the audit's random at 1% density
+    assert 0 < lo < m < hi < 1
 
 
 def _rows(make_row, method, g, accs_by_seed, cams_by_seed, design_extra=None):
@@ -45,12 +47,12 @@ def test_differences_pair_by_seed_and_level_and_say_when_they_are_not_detectable
     assert set(d["family"]) == {"cam_guided (g=0.5)"} and d["level"].tolist() == [1]
     rec = d.iloc[0]
     assert rec["pairs"] == 3 and rec["d_test_acc"] == pytest.approx(0.02)
-    assert stats.verdict(rec["d_test_acc"], rec["d_test_acc_lo"], rec["d_test_acc_hi"]) == "higher"
-    assert stats.verdict(rec["d_cam_spearman"], rec["d_cam_spearman_lo"], rec["d_cam_spearman_hi"]) == \
-        "no detectable difference"
+    assert rec["test_acc_verdict"] == "higher" and rec["test_acc_p"] == 0.0  # every pair +0.02 exactly
+    assert rec["cam_spearman_verdict"] == "inconclusive"
+    assert rec["cam_spearman_mde"] > abs(rec["d_cam_spearman"])
     words = stats.sentence(rec)
     assert words.startswith("At 50% density (level 1), cam_guided (g=0.5)")
-    assert "no detectable difference in Grad-CAM Spearman to dense" in words
+    assert "Grad-CAM Spearman to dense inconclusive with 3 seeds" in words and "80% power needs" in words
     assert "accuracy 2 points higher than IMP" in words
 
 
@@ -72,5 +74,6 @@ def test_the_report_is_self_contained_light_and_answers_each_question(make_row, 
         assert f"## {section}" in md
     assert "RANDOM concept bank" in md.splitlines()[0]  # make_row's bank is the random tiny CLIP
     assert "random vs IMP over 3 matched levels: accuracy higher at 0, lower at 3" in md
+    assert (tmp_path / "per_seed.csv").exists() and "Holm" in md
     for png in ("lth_curve", "cam_curves", "concept_curves", "paired_differences", "pareto_bands"):
         assert (tmp_path / f"{png}.png").read_bytes()[:4] == b"\x89PNG"

@@ -44,7 +44,25 @@ def test_overlap_between_seeds_and_between_methods(make_row):
     # imp vs random at the same seed: seed 0 disjoint (0); seed 1 first half vs evens: 4 of 12 -> mean 1/6
     assert ov.loc[("imp", "random"), "jaccard"] == pytest.approx((0 + 4 / 12) / 2)
     assert ov.loc[("random", "imp"), "jaccard"] == ov.loc[("imp", "random"), "jaccard"]  # both cells of the map
-    assert ov["chance"].iloc[0] == pytest.approx(0.5 / 1.5)
+    assert ov["chance_uniform"].iloc[0] == pytest.approx(0.5 / 1.5)
+    # layer-matched chance: both layers keep half, so it equals the uniform figure here
+    assert ov["chance"].iloc[0] == pytest.approx((6 * 6 / 12 + 2 * 2 / 4) / (12 + 4 - 6 * 6 / 12 - 2 * 2 / 4))
+
+
+def test_layer_matched_chance_is_the_overlap_of_random_masks_with_the_same_layer_counts():
+    rng = np.random.default_rng(0)
+    sizes, keep_a, keep_b = {"c": 20_000, "f": 500}, {"c": 200, "f": 400}, {"c": 300, "f": 450}
+    a = {k: np.arange(n) < keep_a[k] for k, n in sizes.items()}
+    b = {k: np.arange(n) < keep_b[k] for k, n in sizes.items()}
+    sims = []
+    for _ in range(200):  # random masks with exactly those per-layer counts
+        ra = {k: rng.permutation(a[k]) for k in sizes}
+        rb = {k: rng.permutation(b[k]) for k in sizes}
+        sims.append(tickets.jaccard(np.concatenate(list(ra.values())), np.concatenate(list(rb.values()))))
+    assert tickets.layer_matched_chance(a, b) == pytest.approx(np.mean(sims), abs=1e-3)
+    # uneven layers: far above the uniform figure at the same density (the audit's 15% "overlap")
+    density = (200 + 400) / 20_500
+    assert tickets.layer_matched_chance(a, a) > 5 * tickets.chance(density)
 
 
 def test_layer_density_is_the_kept_fraction_per_layer(make_row):
@@ -90,7 +108,8 @@ def test_the_report_adds_ticket_and_instability_sections_only_with_their_data(ma
     report.build(rows, tmp_path / "full", masks)
     md = (tmp_path / "full" / "report.md").read_text()
     assert "## (g) Ticket overlap" in md and "## (h) Instability analysis" in md
-    assert "two seeds of imp share Jaccard 1.00" in md
+    assert "the masks of two seeds of imp have Jaccard index 1.00" in md and "layer-matched chance" in md
+    assert "share of" not in md.split("## (g)", 1)[1].split("## (h)", 1)[0]  # a Jaccard index is not a share
     for png in ("mask_overlap", "layer_density", "instability"):
         assert (tmp_path / "full" / f"{png}.png").read_bytes()[:4] == b"\x89PNG"
     assert "<script" not in (tmp_path / "full" / "report.html").read_text()

@@ -240,7 +240,8 @@ def test_search_study_is_stored_resumed_after_kill_and_confirmed(tmp_path):
 
 
 def test_confirm_compares_only_at_the_last_level_and_holm_corrects(make_row):
-    from analysis.search import confirm_table, holm
+    from analysis.inference import adjust
+    from analysis.search import confirm_table
 
     base = {**PRESETS["smoke"].base, "prune.rewind": "weight"}
     rows = []
@@ -255,4 +256,6 @@ def test_confirm_compares_only_at_the_last_level_and_holm_corrects(make_row):
     t = confirm_table(pd.DataFrame(rows))
     assert len(t) == 1 and t.loc[0, "pairs"] == 2  # seed 3's IMP has no target-density row: not paired
     assert t.loc[0, "density"] == 0.25 and t.loc[0, "d_test_acc"] == pytest.approx(0.115)
-    assert holm(np.array([0.01, 0.04, 0.03])).tolist() == pytest.approx([0.03, 0.06, 0.06])
+    assert adjust(np.array([0.01, 0.04, 0.03])).tolist() == pytest.approx([0.03, 0.06, 0.06])  # Holm by hand
+    with_nan = adjust(np.array([0.01, np.nan, 0.04, 0.03]))  # an untestable comparison is not counted
+    assert np.isnan(with_nan[1]) and np.delete(with_nan, 1).tolist() == pytest.approx([0.03, 0.06, 0.06])

@@ -1,0 +1,127 @@
+"""The paper's three claims, each stated and tested on the study's rows whichever way it comes out.
+
+1. Accuracy falls with pruning: a pruned level's accuracy against its own dense model, paired by seed.
+2. Pruned maps focus on a different, smaller part: *different* = Grad-CAM (and LRP) agreement with the
+   dense maps below the seed-to-seed floor (two equally good dense models agree that much); *smaller* =
+   the area holding half the map's mass shrinks against the dense model's, paired by seed.
+3. Pruned networks rely on different concepts: the top-k concept overlap with the dense PCBM below that
+   backbone's own refit overlap (the refit floor), paired by seed.
+
+Each claim is one comparison family (every method at every pruned level), Holm-adjusted, with TOST at
+the declared margin before a "no change" is said (analysis.inference). A floor is treated as known: it
+rests on more pairs than any one comparison, and the report prints its spread beside it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from analysis import inference, stats
+
+
+def _against(rows: pd.DataFrame, metric: str, baseline: str | float | pd.Series) -> pd.DataFrame:
+    """Per (design, family, level > 0): the per-seed differences metric(level) - baseline, where baseline is
+    the same seed's level-0 value of column `baseline`, or a number per design (a floor: pd.Series by
+    design, or one float)."""
+    d = stats.with_design(rows[rows["status"] == "ok"])
+    dense = d[d["level"] == 0].set_index(["design", "family", "seed"])
+    recs = []
+    for (design, family, level), g in d[d["level"] > 0].groupby(["design", "family", "level"]):
+        g = g.set_index("seed").sort_index()
+        if isinstance(baseline, str):
+            idx = [(design, family, s) for s in g.index if (design, family, s) in dense.index]
+            base = dense.loc[idx, baseline].astype(float).to_numpy() if idx else np.array([])
+            vals = g.loc[[s for _, _, s in idx], metric].astype(float).to_numpy()
+        else:
+            b = baseline.get(design, math.nan) if isinstance(baseline, pd.Series) else baseline
+            vals = g[metric].astype(float).to_numpy()
+            base = np.full(len(vals), b)
+        if len(vals) == 0 or not np.isfinite(base).any():
+            continue
+        recs.append({"design": design, "family": family, "method": g["method"].iloc[0], "level": int(level),
+                     "density": float(g["density"].mean()), "pairs_x": list(vals - base), "seeds": len(vals)})
+    return pd.DataFrame(recs)
+
+
+def test(rows: pd.DataFrame, metric: str, baseline: str | float | pd.Series, margin: float) -> pd.DataFrame:
+    """One claim's family: `_against` tested with inference.family_table (mean, lo, hi, p_holm, verdict...)."""
+    t = _against(rows, metric, baseline)
+    if t.empty:
+        return t
+    lo, hi = inference.RANGES.get(metric, (-math.inf, math.inf))
+    fam = inference.family_table(t, "x", margin, span=hi - lo, keys=("design", "family", "method", "level",
+                                                                      "density"))
+    return fam
+
+
+def _floor_by_design(fl: pd.DataFrame, metric: str, kind: str) -> pd.Series:
+    f = fl[(fl["metric"] == metric) & (fl["kind"] == kind)] if not fl.empty else fl
+    return pd.Series(dict(zip(f["design"], f["floor"], strict=True))) if not f.empty else pd.Series(dtype=float)
+
+
+def all_claims(rows: pd.DataFrame, fl: pd.DataFrame, margins: dict[str, float] | None = None
+               ) -> dict[str, pd.DataFrame]:
+    """Every claim's test table, keyed by a short name; a claim whose inputs the rows lack is left out."""
+    mg = {**inference.MARGINS, **(margins or {})}
+    out = {"accuracy falls": test(rows, "test_acc", "test_acc", mg["test_acc"])}
+    for method in ("cam", "lrp"):
+        if rows[f"{method}_concentration"].notna().any():
+            out[f"{method} smaller"] = test(rows, f"{method}_concentration", f"{method}_concentration",
+                                            mg[f"{method}_concentration"])
+        floor = _floor_by_design(fl, f"{method}_spearman", "seed")
+        if not floor.empty:
+            out[f"{method} different"] = test(rows, f"{method}_spearman", floor, mg[f"{method}_spearman"])
+    if rows["concept_refit_overlap"].notna().any():
+        out["concepts different"] = test(rows, "concept_topk_overlap", "concept_refit_overlap",
+                                         mg["concept_topk_overlap"])
+    return {k: v for k, v in out.items() if not v.empty}
+
+
+STATEMENTS = {
+    "accuracy falls": ("Accuracy falls with pruning", "accuracy minus the same seed's dense accuracy", "lower",
+                       100.0, " points"),
+    "cam smaller": ("Pruned Grad-CAM maps focus on a smaller part", "area holding half the Grad-CAM mass minus "
+                    "the dense model's", "lower", 1.0, ""),
+    "lrp smaller": ("Pruned LRP maps focus on a smaller part", "area holding half the LRP mass minus the dense "
+                    "model's", "lower", 1.0, ""),
+    "cam different": ("Pruned Grad-CAM maps look at a different part", "Grad-CAM Spearman to dense minus the "
+                      "dense seed-to-seed floor", "lower", 1.0, ""),
+    "lrp different": ("Pruned LRP maps look at a different part", "LRP Spearman to dense minus the dense "
+                      "seed-to-seed floor", "lower", 1.0, ""),
+    "concepts different": ("Pruned networks rely on different concepts", "top-k concept overlap with dense minus "
+                           "the same backbone's refit overlap", "lower", 1.0, ""),
+}
+
+
+def sentences(name: str, t: pd.DataFrame) -> list[str]:
+    """Per method: where the claim holds (the corrected test in its direction), where it is contradicted or
+    equivalent to no change, and where it is inconclusive; then one line for the claim overall."""
+    title, what, direction, scale, unit = STATEMENTS[name]
+    out = []
+    for fam, g in t.sort_values(["family", "level"]).groupby("family", sort=True):
+        parts = []
+        for v in ("lower", "higher", "equivalent", "inconclusive"):
+            hit = g[g["verdict"] == v]
+            if hit.empty:
+                continue
+            where = ", ".join(f"{stats.pct(r['density'])} ({r['mean'] * scale:+.2g}{unit} "
+                              f"[{r['lo'] * scale:+.2g}, {r['hi'] * scale:+.2g}])" for _, r in hit.iterrows())
+            word = {"lower": "lower", "higher": "higher", "equivalent": "no change (TOST)",
+                    "inconclusive": "inconclusive"}[v]
+            parts.append(f"{word} at {where}")
+        out.append(f"{fam}: " + "; ".join(parts) + ".")
+    holds = t[t["verdict"] == direction]
+    against = t[(t["verdict"] != direction) & t["verdict"].isin(["lower", "higher", "equivalent"])]
+    sparsest = t.loc[t.groupby("family")["level"].idxmax()]
+    at_last = int((sparsest["verdict"] == direction).sum())
+    out.insert(0, f"{title}: {what}, {len(t)} comparisons in one Holm family (alpha {inference.ALPHA}). "
+                  f"The claim holds at {len(holds)} of them and is contradicted (the opposite direction, or no "
+                  f"change within the margin) at {len(against)}; at each method's sparsest level it holds for "
+                  f"{at_last} of {len(sparsest)} methods. The rest are inconclusive.")
+    return out
+
+
+__all__ = ["STATEMENTS", "all_claims", "sentences", "test"]

@@ -1,0 +1,136 @@
+"""Noise floors against hand computations, the paper's claims on synthetic rows with a known answer, the
+median-seed gallery, one colour per method, and the report's --margin flag."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as st
+
+from analysis import claims, colors, floors, gallery, report, stats
+
+N, HW = 4, 9  # probe images, pixels per map
+
+
+def _rows(make_row, seeds=5, methods=("imp", "cam_guided")):
+    """Dense maps that differ by seed, a pruned level whose accuracy falls 10 points, whose maps concentrate
+    and drift far beyond the seed floor, and whose concepts change beyond the refit floor."""
+    rng = np.random.default_rng(0)
+    shared = rng.random((N, HW))
+    rows = []
+    for seed in range(seeds):
+        dense_maps = shared + 0.2 * rng.random((N, HW))  # seeds agree, not perfectly
+        for method in methods:
+            g = 0.5 * (method != "imp")
+            cfg = json.dumps({"prune.method": method, "seed": seed, "data.probe_size": N, "explain.topk": 0.3,
+                              "prune.guidance_weight": g})
+            for level in (0, 1):
+                top = [f"{c}: a | b | c" if level == 0 else f"{c}: a | x | y" for c in range(3)]
+                rows.append(make_row(
+                    run_id=f"{method}{seed}", method=method, seed=seed, level=level, density=0.4 ** level,
+                    guidance_weight=g, config_json=cfg,
+                    test_acc=0.9 - 0.1 * level + rng.normal(0, 0.005),
+                    cam_spearman=1.0 if level == 0 else 0.3 + rng.normal(0, 0.02),
+                    cam_concentration=0.4 - 0.15 * level + rng.normal(0, 0.01),
+                    concept_topk_overlap=1.0 if level == 0 else 1 / 3 + rng.normal(0, 0.01),
+                    top_concepts=top,
+                    reference_cams=dense_maps.ravel().tolist() if level == 0 else None,
+                    concept_refit_overlap=0.9 + rng.normal(0, 0.01) if level == 0 else None,
+                    concept_refit_spearman=0.8 if level == 0 else None))
+    return pd.DataFrame(rows)
+
+
+def test_the_seed_floor_is_the_mean_agreement_of_dense_models_over_seed_pairs(make_row):
+    rows = _rows(make_row, seeds=3)
+    fl = floors.floors(rows).set_index(["metric", "kind"])
+    dense = floors.dense_models(rows)
+    assert len(dense) == 3  # one dense model per seed, however many methods share it
+    maps = [np.asarray(r, dtype=float).reshape(N, HW) for r in dense["reference_cams"]]
+    by_hand = [np.mean([st.spearmanr(a[i], b[i]).statistic for i in range(N)])
+               for a, b in [(maps[0], maps[1]), (maps[0], maps[2]), (maps[1], maps[2])]]
+    assert fl.loc[("cam_spearman", "seed"), "floor"] == pytest.approx(np.mean(by_hand))
+    assert fl.loc[("cam_spearman", "seed"), "lo"] == pytest.approx(min(by_hand)) and fl.loc[("cam_spearman", "seed"),
+                                                                                             "n"] == 3
+    assert fl.loc[("concept_topk_overlap", "seed"), "floor"] == 1.0  # every dense PCBM picks a, b, c
+    assert fl.loc[("concept_topk_overlap", "refit"), "floor"] == pytest.approx(
+        dense["concept_refit_overlap"].mean())
+    assert ("lrp_spearman", "seed") not in fl.index  # no LRP maps in these rows: no floor, none invented
+
+
+def test_a_drift_is_read_against_its_floor():
+    f = pd.Series({"floor": 0.7, "lo": 0.6, "hi": 0.8, "kind": "seed"})
+    assert floors.against(0.3, 0.25, 0.35, f).startswith("beyond the seed-to-seed floor 0.70")
+    assert floors.against(0.9, 0.85, 0.95, f).startswith("within")
+    assert floors.against(0.65, 0.55, 0.75, f).startswith("at the edge")
+    assert floors.against(0.5, 0.4, 0.6, None) == "no floor measured"
+
+
+def test_each_claim_is_tested_and_holds_where_the_data_says_so(make_row):
+    rows = _rows(make_row)
+    fl = floors.floors(rows)
+    t = claims.all_claims(rows, fl)
+    assert set(t) == {"accuracy falls", "cam smaller", "cam different", "concepts different"}
+    for name in t:
+        assert (t[name]["verdict"] == "lower").all(), name  # every method, every pruned level
+        assert t[name]["n"].eq(5).all()
+    acc = t["accuracy falls"].set_index("family")
+    assert acc.loc["imp", "mean"] == pytest.approx(-0.1, abs=0.01)
+    words = claims.sentences("accuracy falls", t["accuracy falls"])
+    assert words[0].startswith("Accuracy falls with pruning") and "holds at 2 of them" in words[0]
+    # the same rows where the pruned model keeps its accuracy: no change is shown by TOST, not by a failed test
+    flat = rows.assign(test_acc=np.where(rows["level"] == 1, rows["test_acc"] + 0.1, rows["test_acc"]))
+    kept = claims.all_claims(flat, fl)["accuracy falls"]
+    assert set(kept["verdict"]) <= {"equivalent", "inconclusive"} and "lower" not in set(kept["verdict"])
+
+
+def test_the_gallery_seed_is_the_median_seed_for_every_method(make_row):
+    rows = _rows(make_row)
+    final = rows[rows["level"] == 1]
+    order = final.groupby("seed")["test_acc"].mean().sort_values()
+    seed, why = gallery.median_seed(rows)
+    assert seed == int(order.index[2]) and "median" in why
+    reps = gallery.representatives(rows)
+    assert set(reps["seed"]) == {seed} and set(reps["method"]) == {"imp", "cam_guided"}
+
+
+def test_a_method_has_one_colour_in_every_chart_from_the_registry():
+    from lthray.methods import METHODS
+
+    one = colors.encoding(pd.Series(["imp", "random"])).to_dict()["scale"]
+    two = colors.encoding(pd.Series(["cam_guided (g=0.5)", "imp", "lrp_guided (g=0.5)"])).to_dict()["scale"]
+    assert one["domain"] == ["imp", "random"]  # only what the chart draws: no ghost entries
+    assert dict(zip(one["domain"], one["range"], strict=True))["imp"] == METHODS.get("imp").color
+    assert dict(zip(two["domain"], two["range"], strict=True))["imp"] == METHODS.get("imp").color
+    assert len({METHODS.get(m).color for m in METHODS}) == len(list(METHODS))  # no two methods share one
+    assert colors.method_color("not_a_method") == colors.method_color("not_a_method")  # stable fallback
+
+
+def test_the_report_carries_floors_claims_per_seed_tables_and_declared_margins(make_row, tmp_path):
+    rows = _rows(make_row)
+    rows["probe_cams"] = None
+    rows.loc[(rows["method"] == "cam_guided") & (rows["level"] == 1), "empty_layers"] = pd.Series(
+        [["body.5.0.weight"]] * 5, index=rows.index[(rows["method"] == "cam_guided") & (rows["level"] == 1)])
+    report.build(rows, tmp_path, margins={"test_acc": 0.02})
+    md = (tmp_path / "report.md").read_text()
+    assert "The paper's claims, tested" in md and "Accuracy falls with pruning" in md
+    assert "seed-to-seed floor" in md and "refit" in md
+    assert "test accuracy ±2 points" in md  # the declared margin, as given
+    assert "cam_guided (g=0.5) at 40% density (level 1), seeds [0, 1, 2, 3, 4]: no weight kept in body.5.0.weight" \
+        in md
+    per_seed = pd.read_csv(tmp_path / "per_seed.csv")
+    assert len(per_seed) == len(rows) and {"test_acc", "cam_spearman", "seed", "level"} <= set(per_seed.columns)
+    # every interval in summary.csv can be recomputed from per_seed.csv
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    one = summary[(summary["family"] == "imp") & (summary["level"] == 1)].iloc[0]
+    again = stats.mean_ci(per_seed[(per_seed["family"] == "imp") & (per_seed["level"] == 1)]["test_acc"],
+                          metric="test_acc")
+    assert (one["test_acc_lo"], one["test_acc_hi"]) == pytest.approx(again[1:3], rel=1e-4)
+    assert (tmp_path / "noise_floors.csv").exists()
+
+
+def test_a_bad_margin_is_refused_in_one_line(tmp_path, capsys):
+    for bad in ("test_acc", "nope=0.1", "test_acc=abc", "test_acc=-1"):
+        assert report.main(["--margin", bad, "--results", str(tmp_path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: --margin")
