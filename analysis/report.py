@@ -131,8 +131,8 @@ def diff_chart(diffs: pd.DataFrame, metric: str, title: str, scale: float = 1.0,
     dom = _domain([d[f"d_{metric}"], d[f"d_{metric}_lo"], d[f"d_{metric}_hi"], pd.Series([0.0])])
     color = colors.encoding(d["family"])
     base = alt.Chart(d).encode(x=density_x(d["density"], "x"), color=color)
-    bars = base.mark_errorbar(ticks=True, clip=True).encode(y=alt.Y(f"d_{metric}_lo:Q", title=title, scale=alt.Scale(domain=dom)),
-                                                 y2=f"d_{metric}_hi:Q")
+    bars = base.mark_errorbar(ticks=True, clip=True).encode(
+        y=alt.Y(f"d_{metric}_lo:Q", title=title, scale=alt.Scale(domain=dom)), y2=f"d_{metric}_hi:Q")
     pts = base.mark_point(filled=True, size=50, clip=True).encode(
         y=f"d_{metric}:Q", tooltip=["family", "level", "pairs", alt.Tooltip(f"d_{metric}:Q", format=".3f"),
                                     alt.Tooltip(f"d_{metric}_lo:Q", format=".3f"),
