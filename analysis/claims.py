@@ -103,14 +103,16 @@ def sentences(name: str, t: pd.DataFrame) -> list[str]:
     out = []
     for fam, g in t.sort_values(["family", "level"]).groupby("family", sort=True):
         parts = []
-        for v in ("lower", "higher", "equivalent", "inconclusive"):
+        for v in ("lower", "higher", "equivalent", "inconclusive", "no CI"):
             hit = g[g["verdict"] == v]
             if hit.empty:
                 continue
-            where = ", ".join(f"{stats.pct(r['density'])} ({r['mean'] * scale:+.2g}{unit} "
-                              f"[{r['lo'] * scale:+.2g}, {r['hi'] * scale:+.2g}])" for _, r in hit.iterrows())
+            where = ", ".join(f"{stats.pct(r['density'])} ({r['mean'] * scale:+.2g}{unit}"
+                              + (f" [{r['lo'] * scale:+.2g}, {r['hi'] * scale:+.2g}]" if np.isfinite(r["lo"]) else "")
+                              + ")" for _, r in hit.iterrows())
             word = {"lower": "lower", "higher": "higher", "equivalent": "no change (TOST)",
-                    "inconclusive": "inconclusive"}[v]
+                    "inconclusive": f"inconclusive with {int(hit['n'].max())} seeds",
+                    "no CI": "one seed, so no test,"}[v]
             parts.append(f"{word} at {where}")
         out.append(f"{fam}: " + "; ".join(parts) + ".")
     holds = t[t["verdict"] == direction]

@@ -38,6 +38,15 @@ def encoding(series: pd.Series, field: str = "family", title: str = "method", le
                      legend=alt.Legend() if legend else None)
 
 
+def fill(series: pd.Series, field: str = "band_of") -> alt.Fill:
+    """The same colours on the fill channel of `field` (a copy of the series column), without a legend: for
+    interval bands, so the legend shows the lines' full colours only. Vega-Lite merges the legends of
+    channels that share a field, and one legend=None would then hide the lines' legend too: hence the copy."""
+    domain = sorted(set(series))
+    return alt.Fill(f"{field}:N", scale=alt.Scale(domain=domain, range=[method_color(method_of(s)) for s in domain]),
+                    legend=None)
+
+
 def dash(series: pd.Series, field: str = "family") -> alt.StrokeDash:
     """Solid for the first series of each method, dashed for its others (another g or design)."""
     domain = sorted(set(series))
@@ -47,4 +56,5 @@ def dash(series: pd.Series, field: str = "family") -> alt.StrokeDash:
         k = seen.get(method_of(s), 0)
         seen[method_of(s)] = k + 1
         patterns.append([1, 0] if k == 0 else [[6, 3], [2, 2], [8, 2, 2, 2]][(k - 1) % 3])
-    return alt.StrokeDash(f"{field}:N", scale=alt.Scale(domain=domain, range=patterns), legend=None)
+    # no legend=None here: Vega-Lite merges channels of one field into one legend, and a None would drop it
+    return alt.StrokeDash(f"{field}:N", scale=alt.Scale(domain=domain, range=patterns))

@@ -65,6 +65,7 @@ def curve(summary: pd.DataFrame, metric: str, title: str, dense_band: bool = Fal
     clipped at its edge, named in `subtitle`)."""
     cols = ["family", "density", "level", "seeds", metric, f"{metric}_lo", f"{metric}_hi"]
     d = summary[cols].dropna(subset=[metric]).copy()
+    d["band_of"] = d["family"]  # the bands' fill field (colors.fill)
     zoom = d if keep is None else d[d["family"].isin(keep)]
     dom = _domain([zoom[metric], zoom[f"{metric}_lo"], zoom[f"{metric}_hi"]]
                   + ([pd.Series([floor["lo"], floor["hi"]])] if floor is not None else []),
@@ -72,8 +73,7 @@ def curve(summary: pd.DataFrame, metric: str, title: str, dense_band: bool = Fal
     color = colors.encoding(d["family"])
     base = alt.Chart(d).encode(x=density_x(d["density"]))
     band = base.mark_area(opacity=0.15, clip=True).encode(y=alt.Y(f"{metric}_lo:Q", scale=alt.Scale(domain=dom)),
-                                                          y2=f"{metric}_hi:Q",
-                                                          color=colors.encoding(d["family"], legend=False))
+                                                          y2=f"{metric}_hi:Q", fill=colors.fill(d["family"]))
     line = base.mark_line(point=True, clip=True).encode(
         y=alt.Y(f"{metric}:Q", title=title, scale=alt.Scale(domain=dom, zero=False)), color=color,
         strokeDash=colors.dash(d["family"]),
@@ -88,7 +88,9 @@ def curve(summary: pd.DataFrame, metric: str, title: str, dense_band: bool = Fal
             layers.insert(0, alt.Chart(ref).mark_rect(color="#999", opacity=0.25).encode(y="lo:Q", y2="hi:Q"))
     layers = _floor_layers(floor) + layers
     head = alt.TitleParams(title, subtitle=subtitle) if subtitle else title
-    return alt.layer(*layers).properties(width=300, height=220, title=head)
+    # the bands' fill scale and legend apart from the lines' (whose points fill with their colour)
+    return alt.layer(*layers).resolve_scale(fill="independent").resolve_legend(fill="independent").properties(
+        width=300, height=220, title=head)
 
 
 def lth_curves(shown: pd.DataFrame) -> alt.HConcatChart:
@@ -176,6 +178,11 @@ def _table_md(df: pd.DataFrame) -> str:
     return head + "".join("| " + " | ".join(cell(v) for v in r) + " |\n" for r in df.itertuples(index=False))
 
 
+def _points(v: float) -> str:
+    """An accuracy margin in points: '1 point', '0.5 points'."""
+    return f"{100 * v:g} point" + ("" if round(100 * v, 9) == 1 else "s")
+
+
 def _ci(m: float, lo: float, hi: float, scale: float = 100.0, digits: int = 1) -> str:
     if not np.isfinite(m):
         return "n/a"
@@ -236,8 +243,7 @@ def _design_text(rows: pd.DataFrame, margins: dict[str, float]) -> list[str]:
     c = from_flat(json.loads(rows["config_json"].iloc[0]))
     n_trials, seeds = rows["run_id"].nunique(), sorted(int(s) for s in rows["seed"].unique())
     methods = sorted(stats.with_design(rows)["family"].unique())
-    shown = ", ".join(f"{stats.METRICS[m]} ±{v * (100 if m in ('test_acc', 'pcbm_acc') else 1):g}"
-                      + (" points" if m in ("test_acc", "pcbm_acc") else "")
+    shown = ", ".join(f"{stats.METRICS[m]} ±" + (_points(v) if m in ("test_acc", "pcbm_acc") else f"{v:g}")
                       for m, v in margins.items() if m in HEADLINE)
     return [
         f"{n_trials} trials: {len(methods)} method{'s' if len(methods) > 1 else ''} ({', '.join(methods)}) "
@@ -537,7 +543,8 @@ def ticket_section(r: Report, rows: pd.DataFrame, masks: tickets.Masks, out: Pat
     r.chart(tickets.heatmap(ov), "mask_overlap", "mask overlap heatmaps")
     ld = tickets.layer_density(rows, masks)
     ld.to_csv(out / "layer_density.csv", index=False, float_format="%.5g")
-    r.para("Fraction of each layer's weights kept, per method (mean over seeds), input layer on the left."
+    r.para("Fraction of each layer's weights kept, per method (mean over seeds), input layer on the left; on the "
+           "log axis a layer with no weight kept cannot be drawn (those are listed under Design)."
            + "".join(f" {a} has exactly {b}'s masks and is drawn as {b}." for a, b in sorted(same.items())))
     r.chart(tickets.layer_chart(ld[~ld["family"].isin(same)]), "layer_density", "per-layer density per method")
 
@@ -590,9 +597,9 @@ def findings(summary: pd.DataFrame, diffs: pd.DataFrame, fl: pd.DataFrame | None
             continue
         where = floors.against(k["cam_spearman"], k["cam_spearman_lo"], k["cam_spearman_hi"],
                                floors.floor_of(fl, design, "cam_spearman"))
+        cam = _ci(k["cam_spearman"], k["cam_spearman_lo"], k["cam_spearman_hi"], 1, 2)
         out.append(f"{lab}IMP keeps dense accuracy (within 1 point) down to {stats.pct(k['density'])} density; its "
-                   f"Grad-CAM Spearman to dense is then {k['cam_spearman']:.2f} [{k['cam_spearman_lo']:.2f}, "
-                   f"{k['cam_spearman_hi']:.2f}], {where}.")
+                   f"Grad-CAM Spearman to dense is then {cam}, {where}.")
     inst = instability.summary_of(summary)
     if inst:
         out.append(inst)
@@ -601,7 +608,7 @@ def findings(summary: pd.DataFrame, diffs: pd.DataFrame, fl: pd.DataFrame | None
     for fam, g in diffs.groupby("family"):
         acc, cam = stats.tally(g, "test_acc"), stats.tally(g, "cam_spearman")
         out.append(f"{fam} vs IMP over {len(g)} matched levels: accuracy higher at {acc['higher']}, lower at "
-                   f"{acc['lower']}, equivalent (±{g['test_acc_margin'].iloc[0] * 100:g} points) at "
+                   f"{acc['lower']}, equivalent (±{_points(g['test_acc_margin'].iloc[0])}) at "
                    f"{acc['equivalent']}, inconclusive at {acc['inconclusive']}; Grad-CAM Spearman higher at "
                    f"{cam['higher']}, lower at {cam['lower']}, equivalent (±{g['cam_spearman_margin'].iloc[0]:g}) at "
                    f"{cam['equivalent']}, inconclusive at {cam['inconclusive']}"

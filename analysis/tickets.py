@@ -126,9 +126,18 @@ def same_masks(rows: pd.DataFrame, masks: Masks) -> dict[str, str]:
 
 def heatmap(ov: pd.DataFrame) -> alt.FacetChart:
     """Mean Jaccard, method x method, one panel per level; the diagonal is seed-to-seed overlap."""
-    d = ov.assign(text=[f"{j:.2f}" for j in ov["jaccard"]],
-                  panel=[f"level {lvl}: {stats.pct(dd)} kept (layer-matched chance {c:.2f})"
-                         for lvl, dd, c in zip(ov["level"], ov["density"], ov["chance"], strict=True)])
+    # one panel per level: its title gives the range of the pairs' layer-matched chance (each cell's own is
+    # in its tooltip), and a cell's text its Jaccard index over that chance
+    span = ov.groupby("level")["chance"].agg(["min", "max"])
+    dens = ov.groupby("level")["density"].mean()
+
+    def title(lvl: int) -> str:
+        lo, hi = span.loc[lvl, "min"], span.loc[lvl, "max"]
+        ch = f"{lo:.2f}" if f"{lo:.2f}" == f"{hi:.2f}" else f"{lo:.2f}-{hi:.2f}"
+        return f"level {lvl}: {stats.pct(dens[lvl])} kept (layer-matched chance {ch})"
+
+    d = ov.assign(text=[f"{j:.2f}/{c:.2f}" for j, c in zip(ov["jaccard"], ov["chance"], strict=True)],
+                  panel=[title(lvl) for lvl in ov["level"]])
     base = alt.Chart(d).encode(x=alt.X("a:N", title=None), y=alt.Y("b:N", title=None))
     cells = base.mark_rect().encode(
         color=alt.Color("jaccard:Q", title="Jaccard", scale=alt.Scale(domain=[0, 1], scheme="viridis")),
@@ -138,19 +147,18 @@ def heatmap(ov: pd.DataFrame) -> alt.FacetChart:
         text="text:N", color=alt.condition("datum.jaccard > 0.6", alt.value("black"), alt.value("white")))
     order = [p for _, p in sorted({(lvl, p) for lvl, p in zip(d["level"], d["panel"], strict=True)})]
     return alt.layer(cells, text, data=d).properties(width=230, height=230).facet(
-        facet=alt.Facet("panel:N", sort=order, title="mask overlap (Jaccard); diagonal: between seeds of one "
-                        "method, off-diagonal: between methods at the same seed"), columns=3)
+        facet=alt.Facet("panel:N", sort=order, title="mask overlap: Jaccard index / its layer-matched chance; "
+                        "diagonal: between seeds of one method, off-diagonal: between methods at the same seed"),
+        columns=3)
 
 
 def log_ticks(values: pd.Series) -> list[float]:
-    """1-3-10 ticks covering the positive values: a log axis's own ticks leave everything above 0.3 unlabelled."""
+    """1-2-5 ticks from just below the smallest positive value up to 1 (every layer keeps at most all its
+    weights): a log axis's own ticks leave the upper decade unlabelled."""
     v = values[values > 0]
-    if v.empty:
-        return [1.0]
-    ticks = [m * 10.0**e for e in range(-6, 1) for m in (1, 3) if m * 10.0**e <= 1]
-    lo, hi = float(v.min()), float(v.max())
-    inside = [t for t in ticks if lo / 3 <= t <= hi * 3]
-    return inside or [lo, hi]
+    lo = float(v.min()) if not v.empty else 0.1
+    ticks = [m * 10.0**e for e in range(-6, 1) for m in (1, 2, 5) if m * 10.0**e <= 1]
+    return [t for t in ticks if t >= lo / 2.5]
 
 
 def layer_chart(ld: pd.DataFrame) -> alt.FacetChart:
@@ -160,7 +168,8 @@ def layer_chart(ld: pd.DataFrame) -> alt.FacetChart:
     order = [lab for _, lab in sorted(set(zip(d["index"], d["layer_label"], strict=True)))]
     return alt.Chart(d).mark_line(point=True).encode(
         x=alt.X("layer_label:N", sort=order, title="layer (input to output)"),
-        y=alt.Y("kept:Q", title="fraction of the layer kept (log)", scale=alt.Scale(type="log", nice=False),
+        y=alt.Y("kept:Q", title="fraction of layer kept (log)",
+                scale=alt.Scale(type="log", nice=False, domain=[log_ticks(d["kept"])[0], 1.0]),
                 axis=alt.Axis(values=log_ticks(d["kept"]), format=".2~%")),
         color=colors.encoding(d["family"]),
         tooltip=["family", "level", "layer", "weights", alt.Tooltip("kept:Q", format=".4f")],
