@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from lthray import data as data_mod
-from lthray import instability, mask_files, masks, results, schedule, storage, validate
+from lthray import instability, mask_files, masks, results, schedule, share, storage, validate
 from lthray.config import TrialConfig, run_id, to_json
 from lthray.explain import concepts as concepts_mod
 from lthray.explain import localisation, sanity
@@ -391,6 +391,7 @@ class Level:
     cols: dict[str, Any]  # the row's metric and timing columns
     rewind: Weights | None = None  # level 0: the rewind point saved during training
     measurement: Measurement | None = None  # None when the level diverged
+    rewinds: dict[int, Weights] = field(default_factory=dict)  # level 0: every rewind point saved (share)
 
 
 def begin(t: Trial, st: TrialState, level: int) -> tuple[masks.Mask, Schedule]:
@@ -402,27 +403,46 @@ def begin(t: Trial, st: TrialState, level: int) -> tuple[masks.Mask, Schedule]:
     return mask, REWINDS.get(t.cfg.prune.rewind)(t.model, st.rewind, t.cfg)
 
 
-def run_level(t: Trial, st: TrialState, level: int, mask: masks.Mask, sched: Schedule) -> Level:
-    """Train level `level` from the model's weights (see `begin`) and measure the network its row
-    describes. Raises Diverged.
+@dataclass(frozen=True)
+class Trained:
+    """A level's lineage training: where it began, what it reached, level 0's rewind points (step ->
+    weights), and its seconds."""
 
-    The lineage is always trained (the next level prunes it). The reinit control then trains a freshly
-    initialised copy under the same mask and schedule, and the row measures that copy. The model holds
-    the lineage again on return."""
-    cfg = t.cfg
+    began_from: Weights
+    lineage: Weights
+    rewinds: dict[int, Weights]
+    seconds: float
+
+
+def train_lineage(t: Trial, st: TrialState, level: int, mask: masks.Mask, sched: Schedule,
+                  rewind_points: tuple[int, ...] = ()) -> Trained:
+    """Train the lineage of level `level` from the model's weights (see `begin`); raises Diverged. Level 0
+    saves the weights at the trial's rewind point k and at every step of `rewind_points` (the points the
+    other trials of a sweep rewind to, so the dense level trains once for all of them)."""
     began_from, saved = _state_cpu(t.model), {}
+    wanted = {schedule.rewind_steps(t.cfg), *rewind_points} if level == 0 else set()
 
-    def keep_rewind_point(step: int) -> None:  # level 0: the weights after k steps
-        if step == schedule.rewind_steps(cfg):
-            saved["rewind"] = _state_cpu(t.model)
+    def keep_rewind_points(step: int) -> None:
+        if step in wanted:
+            saved[step] = _state_cpu(t.model)
 
-    seconds = train_level(t, st, level, mask, sched, keep_rewind_point if level == 0 else None).seconds
-    lineage = _state_cpu(t.model)
+    seconds = train_level(t, st, level, mask, sched, keep_rewind_points if level == 0 else None).seconds
+    return Trained(began_from, _state_cpu(t.model), saved, seconds)
+
+
+def measure_level(t: Trial, st: TrialState, level: int, mask: masks.Mask, sched: Schedule,
+                  tr: Trained) -> tuple[dict[str, Any], Measurement]:
+    """Measure the network level `level`'s row describes (the model holds `tr.lineage`): the lineage, or
+    for the reinit control a freshly initialised copy trained under the same mask and schedule; plus the
+    instability analysis when enabled. Returns the columns (train_seconds: the training done here) and the
+    measurement; the model holds the lineage again. Raises Diverged (the reinit copy's training)."""
+    cfg = t.cfg
     # Where the measured network's training began: copy 2 of the instability analysis starts there (at
     # level 0 that is the rewind point k, and it trains from k).
-    measured_from = saved["rewind"] if level == 0 else began_from
+    measured_from = tr.rewinds[schedule.rewind_steps(cfg)] if level == 0 else tr.began_from
     if level == 0:
         sched = schedule.from_rewind(cfg)
+    seconds = 0.0
     if t.method.reinit and level > 0:
         measured_from = fresh_init(t, level)
         t.model.load_state_dict(measured_from)
@@ -434,8 +454,103 @@ def run_level(t: Trial, st: TrialState, level: int, mask: masks.Mask, sched: Sch
         more, copy_seconds = instability_columns(t, st, level, mask, measured_from, sched)
         seconds += copy_seconds
         cols = {**cols, **more, "explain_seconds": cols["explain_seconds"] + time.perf_counter() - t0 - copy_seconds}
-    t.model.load_state_dict(lineage)
-    return Level(level, mask, began_from, lineage, {**cols, "train_seconds": seconds}, saved.get("rewind"), m)
+    t.model.load_state_dict(tr.lineage)
+    return {**cols, "train_seconds": seconds}, m
+
+
+def run_level(t: Trial, st: TrialState, level: int, mask: masks.Mask, sched: Schedule,
+              rewind_points: tuple[int, ...] = ()) -> Level:
+    """Train level `level` from the model's weights (see `begin`) and measure the network its row
+    describes. Raises Diverged.
+
+    The lineage is always trained (the next level prunes it). The reinit control then trains a freshly
+    initialised copy under the same mask and schedule, and the row measures that copy. The model holds
+    the lineage again on return."""
+    tr = train_lineage(t, st, level, mask, sched, rewind_points)
+    cols, m = measure_level(t, st, level, mask, sched, tr)
+    k = schedule.rewind_steps(t.cfg)
+    return Level(level, mask, tr.began_from, tr.lineage, {**cols, "train_seconds": cols["train_seconds"] + tr.seconds},
+                 tr.rewinds.get(k) if level == 0 else None, m, tr.rewinds)
+
+
+@dataclass(frozen=True)
+class SharedLevel:
+    """A level as the store gave it or as this trial computed and published it: the Level (None when it
+    diverged), its mask and steps, and the run_id it was reused from (None: computed here)."""
+
+    level: Level | None
+    mask: masks.Mask
+    train_steps: int
+    shared_from: str | None
+
+
+def _schedule_of(t: Trial, st: TrialState, level: int) -> Schedule:
+    """The level's training schedule without pruning again (the rewind sets the model's weights)."""
+    if level == 0:
+        return schedule.dense(t.cfg)
+    return REWINDS.get(t.cfg.prune.rewind)(t.model, st.rewind, t.cfg)
+
+
+def shared_level(t: Trial, st: TrialState, level: int, store: share.Store,
+                 rewind_points: tuple[int, ...] = ()) -> SharedLevel:
+    """Level `level` from the sweep's store when another trial computed it, else computed here and
+    published: first the lineage (mask and trained weights, under its key's lock), then the measurement
+    (under its own). The row's train_seconds and explain_seconds count this trial's own work only."""
+    cfg, rid = t.cfg, run_id(t.cfg)
+    k = schedule.rewind_steps(cfg)
+    lk, mk = share.lineage_key(cfg, level), share.measured_key(cfg, level)
+    own_train = own_explain = 0.0
+    with store.claim("lineage", lk):
+        lin = store.get("lineage", lk)
+        if lin is not None and level == 0 and k not in lin.rewinds:
+            lin = None  # its producer did not save this trial's rewind point: train it here
+        lineage_from = None if lin is None else lin.source
+        if lin is None:
+            mask, sched = begin(t, st, level)
+            steps = sched.end - sched.start
+            try:
+                tr = train_lineage(t, st, level, mask, sched, rewind_points)
+            except Diverged:
+                store.put("lineage", lk, share.Lineage(mask, {}, {}, train_steps=steps, diverged=True, source=rid))
+                return SharedLevel(None, mask, steps, None)
+            own_train = tr.seconds
+            lin = share.Lineage(mask, tr.began_from, tr.lineage, tr.rewinds, steps, source=rid)
+            store.put("lineage", lk, lin)
+        elif lin.diverged:
+            return SharedLevel(None, lin.mask, lin.train_steps, lineage_from)
+        else:
+            sched = _schedule_of(t, st, level)
+            mask = {n: v.to(t.device) for n, v in lin.mask.items()}
+    t.model.load_state_dict(lin.lineage)
+    tr = Trained(lin.began_from, lin.lineage, lin.rewinds, 0.0)
+    with store.claim("measured", mk):
+        # a lineage trained here is measured here too: a stored measurement was made of the stored
+        # lineage, which another machine's floats may have made differently
+        me = store.get("measured", mk) if lineage_from is not None else None
+        if me is None:
+            try:
+                cols, m = measure_level(t, st, level, mask, sched, tr)
+            except Diverged:  # the reinit copy's training
+                store.put("measured", mk, share.Measured({}, source=rid))
+                t.model.load_state_dict(lin.lineage)
+                return SharedLevel(None, mask, lin.train_steps, lineage_from)
+            own_train, own_explain = own_train + cols["train_seconds"], cols["explain_seconds"]
+            me = share.Measured(cols, m.maps, m.lrp, m.guide_maps, m.concepts.pcbm if m.concepts else {}, source=rid)
+            store.put("measured", mk, me)
+            shared_from = lineage_from
+        elif not me.cols:
+            return SharedLevel(None, mask, lin.train_steps, me.source)
+        else:
+            shared_from = me.source
+    guide_maps = me.guide_maps
+    if level == 0 and t.needs_guide_maps and guide_maps is None:  # its producer's method did not read them
+        guide_maps = torch.from_numpy(gradcam(t.model, t.model.cam_layer, t.guide_x, t.guide_y))
+    con = Concepts(me.pcbm, {}) if me.pcbm else None
+    m = Measurement(me.cols, me.maps, me.lrp, guide_maps, con)
+    cols = {**me.cols, "train_seconds": own_train, "explain_seconds": own_explain}
+    lv = Level(level, mask, lin.began_from, lin.lineage, cols, lin.rewinds.get(k) if level == 0 else None, m,
+               lin.rewinds)
+    return SharedLevel(lv, mask, lin.train_steps, shared_from)
 
 
 def advance(st: TrialState, lv: Level) -> TrialState:
@@ -500,24 +615,38 @@ def run_trial(
     trial_id: str = "",
     device: torch.device | str | None = None,
     on_level: Callable[[dict[str, Any]], None] | None = None,
+    shared: str | Path | None = None,
+    rewind_points: tuple[int, ...] = (),
 ) -> list[dict[str, Any]]:
-    """Run (or continue) every level of `cfg`; returns the rows of all finished levels (as stored)."""
+    """Run (or continue) every level of `cfg`; returns the rows of all finished levels (as stored).
+    `shared`: the sweep's store of finished levels (lthray.share), reused where another trial computed a
+    level and published to where this one does; `rewind_points`: the steps the sweep's trials rewind to,
+    all saved at level 0 when this trial trains it."""
     validate.check(cfg)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     state = check_masks(cfg, resume_state(workdir, _say), workdir, results_dir, _say)
     device = torch.device(device) if device is not None else default_device()
     t = setup(cfg, device, sweep=sweep, trial_id=trial_id)
+    store = share.Store(shared) if shared is not None else None
     for level in range(state.level + 1, cfg.prune.levels + 1):
         if state.finished(cfg.prune.levels):
             break
-        mask, sched = begin(t, state, level)
+        if store is not None:
+            got = shared_level(t, state, level, store, rewind_points)
+            mask, steps, lv, shared_from = got.mask, got.train_steps, got.level, got.shared_from
+        else:
+            mask, sched = begin(t, state, level)
+            steps, shared_from = sched.end - sched.start, None
+            try:
+                lv = run_level(t, state, level, mask, sched)
+            except Diverged:
+                lv = None
         fixed = {**t.identity, "level": level, "density": masks.density(mask), "empty_layers": masks.empty_layers(mask),
-                 "train_steps": sched.end - sched.start}
-        try:
-            lv = run_level(t, state, level, mask, sched)
+                 "train_steps": steps, "shared_from": shared_from}
+        if lv is not None:
             record = LevelRecord(**fixed, status="ok", **lv.cols)
-        except Diverged:  # a row that says so; no later level is trained
+        else:  # a row that says so; no later level is trained
             lv = Level(level, mask, {}, _state_cpu(t.model), {})
             record = LevelRecord(**fixed, status="diverged", train_seconds=0.0, explain_seconds=0.0)
         row = publish(record, mask, results_dir)

@@ -27,8 +27,9 @@ from lthray import storage
 # 3: + rewind_spec (the rewind point as written); 4: + instability_barrier, instability_errors;
 # 5: + cam_energy_inside, cam_pointing, cam_concentration, object_area, the lrp_ columns and the
 # randomisation checks (cam_ and lrp_sanity_spearman); 6: + empty_layers, reference_cams, reference_lrp,
-# concept_refit_overlap, concept_refit_spearman (the noise floors). Versions 2 to 5 still read (_upgrade).
-SCHEMA_VERSION = 6
+# concept_refit_overlap, concept_refit_spearman (the noise floors); 7: + shared_from. Versions 2 to 6 still
+# read (_upgrade).
+SCHEMA_VERSION = 7
 
 _F, _I, _S = pa.float64(), pa.int64(), pa.string()
 
@@ -125,8 +126,10 @@ class LevelRecord:
                                              nullable=True)
     reference_lrp: list[float] | None = col(pa.list_(pa.float32()), "level 0 only: the LRP maps of every probe "
                                             "image, flattened N x H x W", nullable=True)
+    shared_from: str | None = col(_S, "the run_id whose stored level this row reused (lthray.share; null: the trial "
+                                  "computed the level itself)", nullable=True)
     train_steps: int = col(_I, "optimizer steps trained at this level", report=True)
-    train_seconds: float = col(_F, "wall time of training")
+    train_seconds: float = col(_F, "wall time of this trial's own training at this level (0 for a reused one)")
     explain_seconds: float = col(_F, "wall time of Grad-CAM, faithfulness and PCBM")
     git_sha: str = col(_S, "source revision ('+dirty' if uncommitted changes)")
     config_json: str = col(_S, "the full flat config (lthray.config.to_flat)")

@@ -167,6 +167,28 @@ def trackers(args: argparse.Namespace, store: Store) -> list[Any]:
     return out
 
 
+def rewind_points(preset: Preset) -> tuple[int, ...]:
+    """Every rewind step (in iterations) the sweep's trials can ask for: level 0, shared by all of them
+    (lthray.share), saves each. From the preset's rewind_step choices, with the other keys at their first."""
+    from lthray import schedule
+    from lthray.config import ConfigError
+    from lthray.validate import config
+
+    first = {k: v[0] for k, v in {**preset.space, **preset.guided_space}.items()}
+    specs = {**preset.space, **preset.guided_space}.get("prune.rewind_step", [preset.base.get("prune.rewind_step")])
+    points = set()
+    for p in (preset.points or [{}]):
+        for spec in specs:
+            flat = {**preset.base, **first, **p}
+            if spec is not None:
+                flat["prune.rewind_step"] = spec
+            try:
+                points.add(schedule.rewind_steps(config(flat)))
+            except ConfigError:  # a combination the first choices make invalid: its trials never run
+                continue
+    return tuple(sorted(points))
+
+
 def run(args: argparse.Namespace, preset: Preset, store: Store, meta: dict[str, Any], num_samples: int) -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # One checkpoint kept per trial forces an experiment snapshot per level: wanted (a resume then
@@ -187,7 +209,9 @@ def run(args: argparse.Namespace, preset: Preset, store: Store, meta: dict[str, 
         # Each config's own checkpoint folder (RUNS/RUN_ID) needs a file system every node shares;
         # on an object store, Tune's per-trial checkpoints carry the state instead.
         tune.with_parameters(trainable, base=preset.base, results_dir=results_dir, sweep=store.name,
-                             runs_dir=None if store.uri else store.path("runs")),
+                             runs_dir=None if store.uri else store.path("runs"),
+                             shared=store.path("shared") if args.share else None,
+                             rewind_points=rewind_points(preset)),
         {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial},
     )
     if resume.has_state(store):

@@ -35,9 +35,10 @@ def metrics_of(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def trainable(params: dict[str, Any], *, base: dict[str, Any], results_dir: str, sweep: str,
-              runs_dir: str | None = None) -> None:
+              runs_dir: str | None = None, shared: str | None = None, rewind_points: tuple[int, ...] = ()) -> None:
     """Run the trial for base+params, from whichever is further along: Tune's checkpoint or the run's
-    own folder RUNS_DIR/RUN_ID (shared by every trial of that config, so none redoes finished work)."""
+    own folder RUNS_DIR/RUN_ID (shared by every trial of that config, so none redoes finished work).
+    `shared`: the sweep's store of finished levels (lthray.share), `rewind_points` the steps level 0 saves."""
     # Ray sets OMP_NUM_THREADS to the trial's CPUs; torch must use that many, not every core.
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # no "Checkpoint created" line per level
@@ -66,7 +67,7 @@ def trainable(params: dict[str, Any], *, base: dict[str, Any], results_dir: str,
             reported.append(row)
 
         rows = run_trial(cfg, workdir, results_dir, sweep=sweep, trial_id=tune.get_context().get_trial_id(),
-                         on_level=on_level)
+                         on_level=on_level, shared=shared, rewind_points=tuple(rewind_points))
         if not reported and rows:  # restored after its last level: report the final result once more
             tune.report(metrics_of(rows[-1]))
     finally:

@@ -51,7 +51,7 @@ def _row(**kw):
         "cam_energy_inside": None, "cam_pointing": None, "cam_concentration": None, "object_area": None,
         "lrp_spearman": None, "lrp_energy_inside": None, "lrp_pointing": None, "lrp_concentration": None,
         "cam_sanity_spearman": None, "lrp_sanity_spearman": None, "empty_layers": [], "reference_cams": None,
-        "reference_lrp": None, "concept_refit_overlap": None, "concept_refit_spearman": None,
+        "reference_lrp": None, "concept_refit_overlap": None, "concept_refit_spearman": None, "shared_from": None,
         "train_steps": 10, "train_seconds": 1.0, "explain_seconds": 0.1, "git_sha": "abc", "config_json": "{}",
     }
     r.update(kw)

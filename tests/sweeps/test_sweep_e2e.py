@@ -35,17 +35,24 @@ def test_smoke_sweep_writes_every_level_once_and_the_analysis_plots_it(sweep, tm
     assert "<script" in (tmp_path / "an" / "pareto.html").read_text()
 
 
-def test_grid_sweep_runs_each_combination_once_and_resume_fills_only_the_gaps(sweep):
+def test_grid_sweep_runs_each_combination_once_shares_level_0_and_resume_fills_only_the_gaps(sweep):
     import shutil
 
-    flags = ["--search", "grid", "--choice", "prune.method=imp,random", "--set", "prune.rewind=weight",
+    flags = ["--search", "grid", "--choice", "prune.method=imp,random,cam_guided", "--set", "prune.rewind=weight",
              "--set", "prune.rewind_step=0it", "--set", "prune.lambda_fid=0"]
-    out = sweep.run(*flags, timeout=300)
+    out = sweep.run(*flags, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     table = results.read(sweep.results).to_pandas()
     pairs = table.groupby(["method", "seed"])["run_id"].nunique()
-    assert pairs.to_dict() == {("imp", 0): 1, ("imp", 1): 1, ("random", 0): 1, ("random", 1): 1}
-    assert set(sweep.counts().values()) == {1} and len(sweep.counts()) == 4 * 3
+    assert pairs.to_dict() == {(m, s): 1 for m in ("cam_guided", "imp", "random") for s in (0, 1)}
+    assert set(sweep.counts().values()) == {1} and len(sweep.counts()) == 6 * 3
+    # 3 methods x 2 seeds: level 0 trained exactly twice, once per seed; the others reused it
+    dense = table[table["level"] == 0]
+    assert dense["shared_from"].isna().sum() == 2 and dense.groupby("seed")["shared_from"].apply(
+        lambda v: v.isna().sum()).tolist() == [1, 1]
+    assert (dense.loc[dense["shared_from"].notna(), "train_seconds"] == 0).all()
+    for _, g in dense.groupby("seed"):  # every method at one seed measures the same dense network
+        assert g["test_acc"].nunique() == 1 and g["cam_faithfulness"].nunique() == 1
     # lose one trial completely (rows and checkpoint folder): a rerun runs exactly that one again
     lost = table[(table["method"] == "random") & (table["seed"] == 1)]["run_id"].iloc[0]
     for f in sweep.results.glob(f"{lost}__*.parquet"):
@@ -54,8 +61,11 @@ def test_grid_sweep_runs_each_combination_once_and_resume_fills_only_the_gaps(sw
     again = sweep.run(*flags, timeout=300)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     counts = sweep.counts()
-    assert len(counts) == 4 * 3 and set(counts.values()) == {1}
+    assert len(counts) == 6 * 3 and set(counts.values()) == {1}
     assert {rid for rid, _ in counts} == set(table["run_id"])
+    again_rows = results.read(sweep.results).to_pandas()
+    redone = again_rows[(again_rows["run_id"] == lost) & (again_rows["level"] == 0)]
+    assert redone["shared_from"].notna().all()  # its dense level came from the store, not trained again
 
 
 def test_an_lrp_guided_grid_runs_end_to_end_and_its_report_has_the_explanation_sections(sweep, tmp_path):

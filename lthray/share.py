@@ -1,0 +1,178 @@
+"""Content-addressed sharing of finished levels across the trials of a sweep: never compute a level twice.
+
+A level is keyed by everything that determines it (`keys`): the data, model, training, explanation and
+concept configs and the seed, and for a pruned level the lineage so far (the method's criterion and guide,
+guidance weight, lambda_fid, schedule, scope, rewind). Two parts are stored apart, because the reinit
+control shares the first and not the second:
+
+- the *lineage* (`Lineage`): the mask, the weights its training began from, the trained weights the next
+  level prunes, and at level 0 the rewind points. Level 0 trains once per (seed, dense training) whatever
+  the rewind point: it saves every rewind point the sweep asks for (`rewind_points`). The reinit control
+  follows IMP's lineage: its lineage key is IMP's.
+- the *measurement* (`Measured`): the row's metric columns and what the next levels read (the dense maps,
+  LRP maps, guide maps, PCBMs), keyed by the lineage key plus what changes the measured network or its
+  extra columns (the reinit control, the instability analysis).
+
+An entry is one file written atomically with a sha256 (a kill -9 leaves none or a whole one; a corrupt one
+is set aside and recomputed). On a local or shared file system, trials that need one key take its lock:
+one computes, the others wait and then reuse. On an object store there is no lock: the first writer wins,
+and a trial that computed the same entry meanwhile keeps its own (identical) result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lthray import storage
+from lthray.config import TrialConfig, to_flat
+
+VERSION = 1  # bump when what an entry holds, or how a level is computed, changes
+_MAGIC = b"lthray-shared-v1\n"
+Weights = dict[str, torch.Tensor]
+
+# Config sections that determine every level of a trial, measurement included.
+_BASE = ("data.", "model.", "train.", "explain.", "concepts.")
+
+
+def _plain(v: Any) -> Any:
+    """numpy scalars and arrays in a row's columns as plain JSON values."""
+    return v.tolist() if isinstance(v, np.ndarray | np.generic) else str(v)
+
+
+def _canon(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def lineage_key(cfg: TrialConfig, level: int) -> str:
+    """What determines level `level`'s mask and trained weights (and level 0's rewind points)."""
+    from lthray.methods import METHODS
+
+    flat = to_flat(cfg)
+    base = {k: v for k, v in flat.items() if k.startswith(_BASE)}
+    parts: dict[str, Any] = {"v": VERSION, "level": level, "seed": cfg.seed, "base": base}
+    if level > 0:
+        m = METHODS.get(cfg.prune.method)
+        prune = {k: v for k, v in flat.items() if k.startswith("prune.") and k != "prune.method"}
+        if cfg.prune.target_density is None:
+            # a rate schedule's level L is the same whatever the number of levels after it
+            prune.pop("prune.levels", None)
+        # the criterion the lineage is pruned by (reinit prunes by IMP's: its lineage is IMP's)
+        parts["lineage"] = {**prune, "criterion": [m.base, m.guide, m.at_init, m.iterative]}
+    return _canon(parts)
+
+
+def measured_key(cfg: TrialConfig, level: int) -> str:
+    """What determines the row's columns of level `level` besides its lineage: the reinit control measures
+    a freshly initialised copy; the instability analysis adds columns (at level 0 from the rewind point)."""
+    from lthray.methods import METHODS
+
+    flat = to_flat(cfg)
+    extra: dict[str, Any] = {"reinit": METHODS.get(cfg.prune.method).reinit,
+                             "instability": {k: v for k, v in flat.items() if k.startswith("instability.")}}
+    if cfg.instability.enabled and level == 0:
+        extra["rewind_step"] = flat["prune.rewind_step"]
+    return _canon({"lineage": lineage_key(cfg, level), **extra})
+
+
+@dataclass
+class Lineage:
+    """A level's lineage: what the next level starts from. `rewinds` (level 0): step -> weights."""
+
+    mask: dict[str, torch.Tensor]
+    began_from: Weights
+    lineage: Weights
+    rewinds: dict[int, Weights] = field(default_factory=dict)
+    train_steps: int = 0
+    diverged: bool = False
+    source: str = ""  # the run_id that computed it
+
+
+@dataclass
+class Measured:
+    """A level's measurement: its row's metric columns and what later levels read of it."""
+
+    cols: dict[str, Any]
+    maps: Any = None  # numpy arrays (Grad-CAM, LRP) as stored by the measuring trial
+    lrp: Any = None
+    guide_maps: torch.Tensor | None = None
+    pcbm: dict[str, torch.Tensor] = field(default_factory=dict)
+    source: str = ""
+
+
+class Store:
+    """Entries under `root` (a local folder or a storage URI): NAME.pt, each checksummed."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = str(root).rstrip("/")
+        self.local = not storage.is_uri(self.root)
+
+    def _path(self, kind: str, key: str) -> str:
+        return f"{self.root}/{kind}-{key}.pt"
+
+    @contextlib.contextmanager
+    def claim(self, kind: str, key: str) -> Iterator[None]:
+        """Hold the entry's lock while the body runs (local and shared file systems; a no-op on object
+        stores, where the first writer wins)."""
+        if not self.local:
+            yield
+            return
+        with storage.exclusive(Path(self._path(kind, key))):
+            yield
+
+    def get(self, kind: str, key: str) -> Any | None:
+        """The entry, or None when absent; a corrupt one is set aside (and so recomputed) with a line saying so."""
+        path = self._path(kind, key)
+        if not storage.exists(path):
+            return None
+        fs, p = storage.resolve(path)
+        with fs.open_input_stream(p) as fh:
+            data = fh.read()
+        blob = data[len(_MAGIC) + 32 :]
+        if not data.startswith(_MAGIC) or hashlib.sha256(blob).digest() != data[len(_MAGIC) : len(_MAGIC) + 32]:
+            aside = storage.set_aside(path)
+            print(f"lthray: shared entry {path} is corrupt (checksum); set aside as {aside}, recomputing", flush=True)
+            return None
+        try:  # weights_only: an entry is data (tensors, a JSON string), never code to unpickle
+            raw = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+        except Exception as e:
+            aside = storage.set_aside(path)
+            print(f"lthray: shared entry {path} is unreadable ({type(e).__name__}); set aside as {aside}, "
+                  "recomputing", flush=True)
+            return None
+        if kind == "lineage":
+            return Lineage(**raw)
+        raw["cols"] = json.loads(raw["cols"])
+        for k in ("maps", "lrp"):
+            raw[k] = raw[k].numpy() if raw[k] is not None else None
+        return Measured(**raw)
+
+    def put(self, kind: str, key: str, entry: Lineage | Measured) -> None:
+        """Publish an entry atomically, unless one is there already (the first writer wins)."""
+        path = self._path(kind, key)
+        if storage.exists(path):
+            return
+        raw = dict(entry.__dict__)
+        if isinstance(entry, Measured):
+            raw["cols"] = json.dumps(entry.cols, default=_plain)
+            for k in ("maps", "lrp"):
+                raw[k] = torch.from_numpy(np.ascontiguousarray(raw[k])) if raw[k] is not None else None
+        buf = io.BytesIO()
+        torch.save(raw, buf)
+        blob = buf.getvalue()
+        payload = _MAGIC + hashlib.sha256(blob).digest() + blob
+        if self.local:
+            storage.atomic_write(Path(path), lambda fh: fh.write(payload))
+        else:
+            fs, p = storage.resolve(path)
+            with fs.open_output_stream(p) as fh:  # object stores publish a whole object or none
+                fh.write(payload)
