@@ -16,13 +16,14 @@ Words: `began_from` is the weights a level's training started from; a `Schedule`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from lthray import instability, mask_files, masks, results, schedule, share, sto
 from lthray.config import TrialConfig, run_id, to_json
 from lthray.explain import concepts as concepts_mod
 from lthray.explain import localisation, sanity
-from lthray.explain.cam import explain, fidelity_loss, gradcam
+from lthray.explain.cam import explain, faithfulness, fidelity_loss, gradcam
 from lthray.explain.concept_sources import bank_for
 from lthray.explain.lrp import lrp_maps
 from lthray.explain.rank import spearman
@@ -324,37 +325,62 @@ class Measurement:
     concepts: Concepts | None
 
 
+class _Clock:
+    """Seconds per named part of a level's explain step (the row's *_seconds columns)."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def part(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.parts[name] = self.parts.get(name, 0.0) + time.perf_counter() - t0
+
+
 def measure(t: Trial, st: TrialState, level: int) -> Measurement:
     """Test accuracy, Grad-CAM against the dense maps, faithfulness and concepts of the model. At level 0
-    (st.dense_maps is None) its maps are the reference of every later level."""
+    (st.dense_maps is None) its maps are the reference of every later level. Each part's seconds go in
+    its column (cam_, faithfulness_, lrp_, sanity_, pcbm_seconds); explain_seconds is their whole."""
     acc, loss = evaluate(t.model, t.data.test_x, t.data.test_y)
-    t0 = time.perf_counter()
+    t0, clock = time.perf_counter(), _Clock()
     ref = None if st.dense_maps is None else st.dense_maps.numpy()
-    rep = explain(t.model, t.model.cam_layer, t.data.probe_x, t.data.probe_y, ref, t.cfg.explain)
-    guide_maps = None
-    if level == 0 and t.needs_guide_maps:
-        guide_maps = torch.from_numpy(gradcam(t.model, t.model.cam_layer, t.guide_x, t.guide_y))
+    with clock.part("cam_seconds"):
+        rep = explain(t.model, t.model.cam_layer, t.data.probe_x, t.data.probe_y, ref, t.cfg.explain,
+                      faithful=False)
+        guide_maps = None
+        if level == 0 and t.needs_guide_maps:
+            guide_maps = torch.from_numpy(gradcam(t.model, t.model.cam_layer, t.guide_x, t.guide_y))
+    with clock.part("faithfulness_seconds"):
+        faith = float(np.nanmean(faithfulness(t.model, t.data.probe_x, t.data.probe_y, rep.maps, t.cfg.explain)))
     lrp, more = None, {}
     if t.cfg.explain.lrp:
-        lrp = lrp_maps(t.model, t.data.probe_x, t.data.probe_y)
-        ref_lrp = lrp if st.dense_lrp is None else st.dense_lrp.numpy()
-        more = {"lrp_spearman": float(np.mean(spearman(lrp, ref_lrp))), **localisation.columns(lrp, t.objects, "lrp")}
+        with clock.part("lrp_seconds"):
+            lrp = lrp_maps(t.model, t.data.probe_x, t.data.probe_y)
+            ref_lrp = lrp if st.dense_lrp is None else st.dense_lrp.numpy()
+            more = {"lrp_spearman": float(np.mean(spearman(lrp, ref_lrp))),
+                    **localisation.columns(lrp, t.objects, "lrp")}
     if level == 0:  # the randomisation sanity check of each attribution method, once per trial
         more["reference_cams"] = rep.maps.astype(np.float32).ravel().tolist()  # the seed-vs-seed floor
         if lrp is not None:
             more["reference_lrp"] = lrp.astype(np.float32).ravel().tolist()
         seed = data_mod.step_seed(t.cfg.seed, 5, 0)
-        more["cam_sanity_spearman"] = sanity.similarity(
-            lambda m, x, y: gradcam(m, m.cam_layer, x, y), t.model, t.data.probe_x, t.data.probe_y, seed, rep.maps)
-        if lrp is not None:
-            more["lrp_sanity_spearman"] = sanity.similarity(lrp_maps, t.model, t.data.probe_x, t.data.probe_y, seed,
-                                                            lrp)
-    con = concept_columns(t, st.dense_pcbm)
+        with clock.part("sanity_seconds"):
+            more["cam_sanity_spearman"] = sanity.similarity(
+                lambda m, x, y: gradcam(m, m.cam_layer, x, y), t.model, t.data.probe_x, t.data.probe_y, seed,
+                rep.maps)
+            if lrp is not None:
+                more["lrp_sanity_spearman"] = sanity.similarity(lrp_maps, t.model, t.data.probe_x, t.data.probe_y,
+                                                                seed, lrp)
+    with clock.part("pcbm_seconds"):
+        con = concept_columns(t, st.dense_pcbm)
     cols = {"test_acc": acc, "test_loss": loss, "cam_spearman": rep.spearman, "cam_iou": rep.iou,
-            "cam_faithfulness": rep.faithfulness, "probe_cams": rep.maps[:GALLERY].ravel().tolist(),
+            "cam_faithfulness": faith, "probe_cams": rep.maps[:GALLERY].ravel().tolist(),
             **localisation.columns(rep.maps, t.objects), **more,
             "object_area": None if t.objects is None else float(t.objects.mean()),
-            **(con.cols if con is not None else {})}
+            **(con.cols if con is not None else {}), **clock.parts}
     return Measurement({**cols, "explain_seconds": time.perf_counter() - t0}, rep.maps, lrp, guide_maps, con)
 
 
@@ -547,7 +573,9 @@ def shared_level(t: Trial, st: TrialState, level: int, store: share.Store,
         guide_maps = torch.from_numpy(gradcam(t.model, t.model.cam_layer, t.guide_x, t.guide_y))
     con = Concepts(me.pcbm, {}) if me.pcbm else None
     m = Measurement(me.cols, me.maps, me.lrp, guide_maps, con)
-    cols = {**me.cols, "train_seconds": own_train, "explain_seconds": own_explain}
+    # this trial's own seconds only: a reused measurement's parts took it none
+    cols = {**me.cols, **({k: 0.0 for k in me.cols if k.endswith("_seconds")} if shared_from == me.source else {}),
+            "train_seconds": own_train, "explain_seconds": own_explain}
     lv = Level(level, mask, lin.began_from, lin.lineage, cols, lin.rewinds.get(k) if level == 0 else None, m,
                lin.rewinds)
     return SharedLevel(lv, mask, lin.train_steps, shared_from)

@@ -27,7 +27,8 @@ from lthray import storage
 # 3: + rewind_spec (the rewind point as written); 4: + instability_barrier, instability_errors;
 # 5: + cam_energy_inside, cam_pointing, cam_concentration, object_area, the lrp_ columns and the
 # randomisation checks (cam_ and lrp_sanity_spearman); 6: + empty_layers, reference_cams, reference_lrp,
-# concept_refit_overlap, concept_refit_spearman (the noise floors); 7: + shared_from. Versions 2 to 6 still
+# concept_refit_overlap, concept_refit_spearman (the noise floors); 7: + shared_from and the explain step's
+# parts (cam_, faithfulness_, lrp_, sanity_, pcbm_seconds). Versions 2 to 6 still
 # read (_upgrade).
 SCHEMA_VERSION = 7
 
@@ -130,7 +131,13 @@ class LevelRecord:
                                   "computed the level itself)", nullable=True)
     train_steps: int = col(_I, "optimizer steps trained at this level", report=True)
     train_seconds: float = col(_F, "wall time of this trial's own training at this level (0 for a reused one)")
-    explain_seconds: float = col(_F, "wall time of Grad-CAM, faithfulness and PCBM")
+    explain_seconds: float = col(_F, "wall time of the explain step: the parts below, and the rest (0 when reused)")
+    cam_seconds: float | None = col(_F, "of which Grad-CAM maps and their comparison with dense's", nullable=True)
+    faithfulness_seconds: float | None = col(_F, "of which faithfulness (ROAD's imputations, or confidence drop)",
+                                             nullable=True)
+    lrp_seconds: float | None = col(_F, "of which LRP maps and their columns", nullable=True)
+    sanity_seconds: float | None = col(_F, "of which the randomisation sanity checks (level 0)", nullable=True)
+    pcbm_seconds: float | None = col(_F, "of which the concept bottleneck fit(s) and their columns", nullable=True)
     git_sha: str = col(_S, "source revision ('+dirty' if uncommitted changes)")
     config_json: str = col(_S, "the full flat config (lthray.config.to_flat)")
 

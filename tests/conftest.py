@@ -52,6 +52,8 @@ def _row(**kw):
         "lrp_spearman": None, "lrp_energy_inside": None, "lrp_pointing": None, "lrp_concentration": None,
         "cam_sanity_spearman": None, "lrp_sanity_spearman": None, "empty_layers": [], "reference_cams": None,
         "reference_lrp": None, "concept_refit_overlap": None, "concept_refit_spearman": None, "shared_from": None,
+        "cam_seconds": None, "faithfulness_seconds": None, "lrp_seconds": None, "sanity_seconds": None,
+        "pcbm_seconds": None,
         "train_steps": 10, "train_seconds": 1.0, "explain_seconds": 0.1, "git_sha": "abc", "config_json": "{}",
     }
     r.update(kw)
