@@ -198,7 +198,8 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "fashion-controls",
             base={**_FASHION, "train.epochs": 2, "prune.rate": 0.6, "prune.levels": 5},
-            space={"prune.method": CONTROLS, "seed": [0, 1, 2]}, num_samples=18, search="grid",
+            space={"seed": list(range(STUDY_SEEDS)), "prune.method": CONTROLS},
+            num_samples=STUDY_SEEDS * len(CONTROLS), search="grid",
             about="the study's design with the LTH controls: random pruning, random reinit, SNIP, GraSP, SynFlow",
         ),
         Preset(
