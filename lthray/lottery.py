@@ -574,7 +574,8 @@ def shared_level(t: Trial, st: TrialState, level: int, store: share.Store,
     con = Concepts(me.pcbm, {}) if me.pcbm else None
     m = Measurement(me.cols, me.maps, me.lrp, guide_maps, con)
     # this trial's own seconds only: a reused measurement's parts took it none
-    cols = {**me.cols, **({k: 0.0 for k in me.cols if k.endswith("_seconds")} if shared_from == me.source else {}),
+    reused = shared_from is not None and shared_from == me.source
+    cols = {**me.cols, **({c: 0.0 for c in me.cols if c.endswith("_seconds")} if reused else {}),
             "train_seconds": own_train, "explain_seconds": own_explain}
     lv = Level(level, mask, lin.began_from, lin.lineage, cols, lin.rewinds.get(k) if level == 0 else None, m,
                lin.rewinds)

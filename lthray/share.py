@@ -13,6 +13,10 @@ control shares the first and not the second:
   LRP maps, guide maps, PCBMs), keyed by the lineage key plus what changes the measured network or its
   extra columns (the reinit control, the instability analysis).
 
+Keys name configs, not bits: a level is reused wherever its config matches, so on a cluster whose nodes'
+kernels round differently a reused level may differ in its last bits from what another node would compute
+(the tolerance a resumed trial already has). A trial that (re)trains a lineage itself measures it itself.
+
 An entry is one file written atomically with a sha256 (a kill -9 leaves none or a whole one; a corrupt one
 is set aside and recomputed). On a local or shared file system, trials that need one key take its lock:
 one computes, the others wait and then reuse. On an object store there is no lock: the first writer wins,

@@ -74,7 +74,7 @@ def test_the_toy_runs_through_a_grid_the_level_loop_and_the_report(toy_registere
     diffs = pd.read_csv(out / "paired_differences.csv")
     assert set(diffs["method"]) == {"toyprune"} and diffs["method"].map(stats.is_guided).all()
     md = (out / "report.md").read_text()
-    assert "toyprune" in md and "Guided pruning" in md  # counted among the guided methods by the registry
+    assert "toyprune" in md and "Guided methods against IMP" in md  # counted among the guided methods by the registry
 
 
 def test_an_undeclared_input_is_named():
