@@ -127,9 +127,13 @@ def diff_chart(diffs: pd.DataFrame, metric: str, title: str, scale: float = 1.0,
             worst = d[d["family"].isin(far)].groupby("family")[f"d_{metric}"].min()
             subtitle = "off scale: " + ", ".join(f"{f} (down to {worst[f]:+.3g})" for f in far)
             d = d[~d["family"].isin(far)]
+    if d.empty:  # not measured in this sweep (e.g. concepts disabled)
+        return alt.Chart(pd.DataFrame({"t": ["not measured in this sweep"]})).mark_text().encode(
+            text="t:N").properties(width=300, height=220, title=title)
     fams = sorted(d["family"].unique())
     # methods side by side at each level: a small multiplicative offset on the log axis
-    d["x"] = d["density"] * d["family"].map({f: 1.08 ** (i - (len(fams) - 1) / 2) for i, f in enumerate(fams)})
+    d["x"] = d["density"].astype(float) * d["family"].map(
+        {f: 1.08 ** (i - (len(fams) - 1) / 2) for i, f in enumerate(fams)}).astype(float)
     dom = _domain([d[f"d_{metric}"], d[f"d_{metric}_lo"], d[f"d_{metric}_hi"], pd.Series([0.0])])
     color = colors.encoding(d["family"])
     base = alt.Chart(d).encode(x=density_x(d["density"], "x"), color=color)

@@ -134,3 +134,15 @@ def test_a_bad_margin_is_refused_in_one_line(tmp_path, capsys):
         assert report.main(["--margin", bad, "--results", str(tmp_path)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: --margin")
+
+
+def test_the_report_builds_when_a_metric_was_never_measured(make_row, tmp_path):
+    """Concepts disabled: every concept column null; its difference panel says so instead of failing."""
+    rows = _rows(make_row, seeds=2)
+    for c in ("concept_topk_overlap", "concept_weight_spearman", "pcbm_acc", "top_concepts", "concept_refit_overlap",
+              "concept_refit_spearman"):
+        rows[c] = None
+    rows["probe_cams"] = None
+    report.build(rows, tmp_path)
+    assert (tmp_path / "paired_differences.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Concepts were disabled in this sweep" in (tmp_path / "report.md").read_text()
