@@ -30,12 +30,11 @@ def method_color(method: str) -> str:
     return _FALLBACK[int(hashlib.sha256(method.encode()).hexdigest(), 16) % len(_FALLBACK)]
 
 
-def encoding(series: pd.Series, field: str = "family", title: str = "method", legend: bool = True) -> alt.Color:
+def encoding(series: pd.Series, field: str = "family", title: str = "method") -> alt.Color:
     """The colour encoding of a chart drawing `series` (the values of `field`)."""
     domain = sorted(set(series))
     return alt.Color(f"{field}:N", title=title, scale=alt.Scale(domain=domain,
-                                                                range=[method_color(method_of(s)) for s in domain]),
-                     legend=alt.Legend() if legend else None)
+                                                                range=[method_color(method_of(s)) for s in domain]))
 
 
 def fill(series: pd.Series, field: str = "band_of") -> alt.Fill:

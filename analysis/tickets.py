@@ -19,7 +19,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from analysis import colors, stats
+from analysis import colors, inference, stats
 
 Masks = dict[tuple[str, int], dict[str, np.ndarray]]
 
@@ -81,7 +81,7 @@ def overlap(rows: pd.DataFrame, masks: Masks) -> pd.DataFrame:
             if not pairs:
                 continue
             vals = [jaccard(flat[x], flat[y]) for x, y in pairs]
-            m, lo, hi, n = stats.mean_ci(vals, metric="cam_iou")  # a Jaccard index lies in [0, 1]
+            m, lo, hi, n = inference.interval(vals, (0, 1))  # a Jaccard index lies in [0, 1]
             matched = float(np.mean([layer_matched_chance(by[x], by[y]) for x, y in pairs]))
             for x, y in {(a, b), (b, a)}:
                 out.append({"level": int(level), "density": density, "a": x, "b": y, "same_method": a == b,

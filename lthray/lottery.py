@@ -423,10 +423,17 @@ class Level:
 def begin(t: Trial, st: TrialState, level: int) -> tuple[masks.Mask, Schedule]:
     """Load the level's starting weights into the model and return its mask and schedule."""
     if level == 0:
-        return masks.ones(t.model), schedule.dense(t.cfg)
+        return masks.ones(t.model), schedule_of(t, st, level)
     t.model.load_state_dict(st.weights)  # the last level's lineage: what the method prunes
     mask = next_mask(t, st, level)
-    return mask, REWINDS.get(t.cfg.prune.rewind)(t.model, st.rewind, t.cfg)
+    return mask, schedule_of(t, st, level)
+
+
+def schedule_of(t: Trial, st: TrialState, level: int) -> Schedule:
+    """The level's training schedule; a pruned level's rewind sets the model's starting weights."""
+    if level == 0:
+        return schedule.dense(t.cfg)
+    return REWINDS.get(t.cfg.prune.rewind)(t.model, st.rewind, t.cfg)
 
 
 @dataclass(frozen=True)
@@ -510,13 +517,6 @@ class SharedLevel:
     shared_from: str | None
 
 
-def _schedule_of(t: Trial, st: TrialState, level: int) -> Schedule:
-    """The level's training schedule without pruning again (the rewind sets the model's weights)."""
-    if level == 0:
-        return schedule.dense(t.cfg)
-    return REWINDS.get(t.cfg.prune.rewind)(t.model, st.rewind, t.cfg)
-
-
 def shared_level(t: Trial, st: TrialState, level: int, store: share.Store,
                  rewind_points: tuple[int, ...] = ()) -> SharedLevel:
     """Level `level` from the sweep's store when another trial computed it, else computed here and
@@ -545,7 +545,7 @@ def shared_level(t: Trial, st: TrialState, level: int, store: share.Store,
         elif lin.diverged:
             return SharedLevel(None, lin.mask, lin.train_steps, lineage_from)
         else:
-            sched = _schedule_of(t, st, level)
+            sched = schedule_of(t, st, level)  # the mask is stored: no pruning again
             mask = {n: v.to(t.device) for n, v in lin.mask.items()}
     t.model.load_state_dict(lin.lineage)
     tr = Trained(lin.began_from, lin.lineage, lin.rewinds, 0.0)
