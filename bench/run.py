@@ -10,6 +10,8 @@
 5. training FLOP/s achieved as a fraction of this machine's measured float32 matmul FLOP/s
 6. controls and instability: wall time of a trial (dense + 2 pruned levels, digits preset) with
    `reinit`, `synflow` (100 scoring rounds per level) and `instability.enabled`, each / the same trial with `imp`
+7. ROAD: explain.road's imputer against pytorch-grad-cam's (same values), on the demo's probe set
+8. one test pass for accuracy and the concept bottleneck's features against two passes
 
 --check exits 1 if a ratio misses its goal. Speed is never asserted in unit tests; it is measured here.
 """
@@ -22,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +141,46 @@ def _explain_parts(cfg) -> dict[str, float]:
     return out
 
 
+def bench_explain_parts() -> list[tuple]:
+    """explain.road against pytorch-grad-cam's ROADCombined (the values are equal: tests/lthray/explain/
+    test_road.py), and measure's one test pass against evaluate + a second features pass, on the
+    fashion-demo preset's probe and test sets with an untrained convnet (time does not depend on weights)."""
+    from pytorch_grad_cam.metrics.road import ROADCombined
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+
+    from lthray.explain.cam import gradcam
+    from lthray.explain.concepts import features
+    from lthray.explain.road import ROAD
+    from lthray.presets import PRESETS
+    from lthray.train import evaluate, evaluate_with_features
+
+    cfg = from_flat(PRESETS["fashion-demo"].base)
+    d = data_mod.load(cfg.data.dataset, cfg.data.probe_size, "cpu")
+    model = build(cfg.model.name, d.spec.num_classes, 0, d.spec.channels).eval()
+    maps = gradcam(model, model.cam_layer, d.probe_x, d.probe_y)
+    targets = [ClassifierOutputSoftmaxTarget(int(c)) for c in d.probe_y.tolist()]
+    pct = list(cfg.explain.road_percentiles)
+
+    def best_of(f: Callable[[], object], n: int = 3) -> float:
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            f()
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    lib = best_of(lambda: ROADCombined(percentiles=pct)(d.probe_x, maps, targets, model))
+    ours = best_of(lambda: ROAD(pct)(d.probe_x, maps, targets, model))
+    two = best_of(lambda: (evaluate(model, d.test_x, d.test_y), features(model, d.test_x)))
+    one = best_of(lambda: evaluate_with_features(model, d.test_x, d.test_y))
+    return [
+        ("7 ROAD: explain.road / pytorch-grad-cam ROADCombined", f"{ours:.2f}s / {lib:.2f}s on "
+         f"{len(d.probe_x)} probe images", ours / lib, "<= 0.70", ours / lib <= 0.70),
+        ("8 test pass: evaluate_with_features / evaluate + features", f"{one:.2f}s / {two:.2f}s on "
+         f"{len(d.test_x)} test images", one / two, "<= 0.60", one / two <= 0.60),
+    ]
+
+
 def bench_controls() -> list[tuple]:
     """Trial wall time of the new controls and of the instability analysis, as ratios to plain IMP."""
     from lthray.lottery import run_trial
@@ -226,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, {os.cpu_count()} CPUs, "
           f"device {'cuda' if torch.cuda.is_available() else 'cpu'}", flush=True)
-    rows = bench_training(40 if args.quick else 120) + bench_explain() + bench_flops() + bench_controls()
+    rows = (bench_training(40 if args.quick else 120) + bench_explain() + bench_explain_parts() + bench_flops()
+            + bench_controls())
     if not args.quick:
         rows += bench_ray(args.ray_trials)
     w = max(len(r[0]) for r in rows)

@@ -47,7 +47,7 @@ from lthray.results import GALLERY, LevelRecord
 from lthray.rewind import REWINDS
 from lthray.schedule import Schedule
 from lthray.storage import atomic_write
-from lthray.train import Diverged, TrainResult, evaluate, train
+from lthray.train import Diverged, TrainResult, evaluate, evaluate_with_features, train
 
 STATE = "state.pt"
 PREVIOUS = "state.prev.pt"  # the checkpoint before the last: a corrupt STATE costs one level, not the trial
@@ -272,9 +272,10 @@ class Concepts:
     cols: dict[str, Any]
 
 
-def concept_columns(t: Trial, dense_pcbm: dict[str, torch.Tensor]) -> Concepts | None:
+def concept_columns(t: Trial, dense_pcbm: dict[str, torch.Tensor], test_feats: torch.Tensor) -> Concepts | None:
     """Fit the PCBM of the model's backbone and compare its concepts with the dense model's (`dense_pcbm`;
-    empty at level 0, where this PCBM is the dense one)."""
+    empty at level 0, where this PCBM is the dense one); `test_feats` are the model's features of the test
+    images (`train.evaluate_with_features`), for the PCBM's test accuracy."""
     if t.bank is None:
         return None
     cc, data, bank = t.cfg.concepts, t.data, t.bank
@@ -282,7 +283,6 @@ def concept_columns(t: Trial, dense_pcbm: dict[str, torch.Tensor]) -> Concepts |
     train_feats = concepts_mod.features(t.model, data.train_x[idx])
     pcbm = concepts_mod.fit_pcbm(train_feats, bank.train_sim,
                                  data.train_y[idx], steps=cc.proj_steps, C=cc.C, l1_ratio=cc.l1_ratio, seed=t.cfg.seed)
-    test_feats = concepts_mod.features(t.model, data.test_x)
     acc = float((pcbm.logits(test_feats).argmax(1).cpu() == data.test_y.cpu()).float().mean())
     dense = concepts_mod.PCBM(**dense_pcbm) if dense_pcbm else pcbm
     top = pcbm.top_concepts(cc.topk)
@@ -344,7 +344,10 @@ def measure(t: Trial, st: TrialState, level: int) -> Measurement:
     """Test accuracy, Grad-CAM against the dense maps, faithfulness and concepts of the model. At level 0
     (st.dense_maps is None) its maps are the reference of every later level. Each part's seconds go in
     its column (cam_, faithfulness_, lrp_, sanity_, pcbm_seconds); explain_seconds is their whole."""
-    acc, loss = evaluate(t.model, t.data.test_x, t.data.test_y)
+    if t.bank is None:
+        acc, loss, test_feats = *evaluate(t.model, t.data.test_x, t.data.test_y), None
+    else:  # one pass over the test set gives accuracy and the PCBM's test features
+        acc, loss, test_feats = evaluate_with_features(t.model, t.data.test_x, t.data.test_y)
     t0, clock = time.perf_counter(), _Clock()
     ref = None if st.dense_maps is None else st.dense_maps.numpy()
     with clock.part("cam_seconds"):
@@ -375,7 +378,7 @@ def measure(t: Trial, st: TrialState, level: int) -> Measurement:
                 more["lrp_sanity_spearman"] = sanity.similarity(lrp_maps, t.model, t.data.probe_x, t.data.probe_y,
                                                                 seed, lrp)
     with clock.part("pcbm_seconds"):
-        con = concept_columns(t, st.dense_pcbm)
+        con = None if test_feats is None else concept_columns(t, st.dense_pcbm, test_feats)
     cols = {"test_acc": acc, "test_loss": loss, "cam_spearman": rep.spearman, "cam_iou": rep.iou,
             "cam_faithfulness": faith, "probe_cams": rep.maps[:GALLERY].ravel().tolist(),
             **localisation.columns(rep.maps, t.objects), **more,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +21,7 @@ from lthray import masks
 from lthray.config import TrainConfig
 from lthray.data import Data, batch_at, epoch_order, step_seed, steps_per_epoch
 from lthray.masks import Mask
+from lthray.models.common import CamModel
 from lthray.modes import eval_mode
 
 
@@ -108,19 +109,50 @@ def train(
     return TrainResult(steps=end - start, seconds=time.perf_counter() - t0, last_loss=loss_val)
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) on (x, y); the model's train/eval mode is restored afterwards.
+def _accuracy_loss(outputs: Iterator[tuple[slice, torch.Tensor]], y: torch.Tensor) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of per-batch logits against y.
 
     Sums stay on the device (float64) and are read once at the end: one host sync per evaluation, not
     one per batch, which on a GPU would stall the queue after every batch.
     """
-    correct = torch.zeros((), dtype=torch.int64, device=x.device)
-    loss = torch.zeros((), dtype=torch.float64, device=x.device)
+    correct = torch.zeros((), dtype=torch.int64, device=y.device)
+    loss = torch.zeros((), dtype=torch.float64, device=y.device)
+    for sl, out in outputs:
+        out = out if out.dtype == torch.float64 else out.float()
+        loss += F.cross_entropy(out, y[sl], reduction="sum").double()
+        correct += (out.argmax(1) == y[sl]).sum()
+    return int(correct) / len(y), float(loss) / len(y)
+
+
+def _batches(n: int, batch_size: int) -> Iterator[slice]:
+    return (slice(i, i + batch_size) for i in range(0, n, batch_size))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) on (x, y); the model's train/eval mode is restored afterwards."""
     with eval_mode(model):
-        for i in range(0, len(x), batch_size):
-            out = model(x[i : i + batch_size])
-            out = out if out.dtype == torch.float64 else out.float()
-            loss += F.cross_entropy(out, y[i : i + batch_size], reduction="sum").double()
-            correct += (out.argmax(1) == y[i : i + batch_size]).sum()
-    return int(correct) / len(x), float(loss) / len(x)
+        return _accuracy_loss(((sl, model(x[sl])) for sl in _batches(len(x), batch_size)), y)
+
+
+@torch.no_grad()
+def evaluate_with_features(model: CamModel, x: torch.Tensor, y: torch.Tensor,
+                           batch_size: int = 256) -> tuple[float, float, torch.Tensor]:
+    """`evaluate`'s accuracy and loss, and the penultimate features of x, from one pass over x.
+
+    The logits are `model.fc(model.features(batch))`, which is what `CamModel.forward` computes, in the
+    same batches: accuracy and loss equal `evaluate`'s bit for bit. The features are what
+    `explain.concepts.features` returns (float32, or float64 for a float64 model), so the concept
+    bottleneck's test accuracy needs no second pass over the test set - that pass was over half of a demo
+    level's PCBM seconds (measured, bench.run's explain parts)."""
+    feats: list[torch.Tensor] = []
+
+    def outputs() -> Iterator[tuple[slice, torch.Tensor]]:
+        for sl in _batches(len(x), batch_size):
+            f = model.features(x[sl])
+            feats.append(f if f.dtype == torch.float64 else f.float())
+            yield sl, model.fc(f)
+
+    with eval_mode(model):
+        acc, loss = _accuracy_loss(outputs(), y)
+    return acc, loss, torch.cat(feats)

@@ -12,12 +12,12 @@ import numpy as np
 import torch
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.metrics.cam_mult_image import CamMultImageConfidenceChange
-from pytorch_grad_cam.metrics.road import ROADCombined
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
 from torch import nn
 
 from lthray.config import ExplainConfig
 from lthray.explain.rank import spearman
+from lthray.explain.road import ROAD
 from lthray.modes import eval_mode
 
 
@@ -47,11 +47,12 @@ def faithfulness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, maps: np.nd
                  cfg: ExplainConfig) -> np.ndarray:
     """Per-image faithfulness of `model`'s own maps (higher = the map points at what the model uses).
 
-    road: ROAD combined (Rong et al. 2022): (LeRF - MoRF) confidence change, averaged over percentiles.
+    road: ROAD combined (Rong et al. 2022): (LeRF - MoRF) confidence change, averaged over percentiles
+    (pytorch-grad-cam's ROADCombined, its imputer's system built faster: explain.road).
     confidence_drop: change in confidence when the image is multiplied by its map.
     """
     targets = [ClassifierOutputSoftmaxTarget(int(c)) for c in y.tolist()]
-    metric = ROADCombined(percentiles=list(cfg.road_percentiles)) if cfg.faithfulness == "road" \
+    metric = ROAD(list(cfg.road_percentiles)) if cfg.faithfulness == "road" \
         else CamMultImageConfidenceChange()
     with eval_mode(model, clear_grads=True), torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # ROAD's imputation adds noise: same noise for every model compared

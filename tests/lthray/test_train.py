@@ -3,8 +3,9 @@ import torch
 
 from lthray import masks
 from lthray.config import TrainConfig
+from lthray.explain.concepts import features
 from lthray.models import build
-from lthray.train import Diverged, evaluate, lr_at, train
+from lthray.train import Diverged, evaluate, evaluate_with_features, lr_at, train
 
 
 def test_masked_weights_stay_exactly_zero_through_training(digits):
@@ -56,3 +57,17 @@ def test_evaluate_restores_training_mode(digits):
     model = build("convnet", 10, 0).train()
     acc, loss = evaluate(model, digits.test_x, digits.test_y)
     assert model.training and 0 <= acc <= 1 and loss > 0
+
+
+@pytest.mark.parametrize("name", ["convnet", "resnet20"])
+def test_one_test_pass_gives_evaluates_scores_and_the_concept_features_exactly(digits, name):
+    """measure reads test accuracy and the PCBM's test features from one pass: both must be exactly
+    what the two separate passes gave, or the shared pass would change the rows."""
+    model = build(name, 10, 0)
+    train(model, digits, TrainConfig(epochs=1, batch_size=64), mask=None, start=0, end=5, seed=0)
+    model.train()
+    x, y = digits.test_x[:300], digits.test_y[:300]  # two batches of 256, the second partial
+    acc, loss, feats = evaluate_with_features(model, x, y)
+    assert (acc, loss) == evaluate(model, x, y)
+    assert torch.equal(feats, features(model, x))
+    assert model.training  # mode restored
