@@ -80,6 +80,39 @@ def all_claims(rows: pd.DataFrame, fl: pd.DataFrame, margins: dict[str, float] |
     return {k: v for k, v in out.items() if not v.empty}
 
 
+def knee_sentence(acc: pd.DataFrame, design: str, margin: float, family: str = "imp") -> str:
+    """Where `family`'s accuracy stays at its dense model's, said only as far as its tests allow: from the
+    "accuracy falls" table (`acc`, margin in accuracy units), the sparsest level up to which every level is
+    equivalent to dense (TOST at the margin, Holm over the claim's family) and the first level that is
+    detectably lower. Without a passing equivalence test the point estimate is given, and called one."""
+    g = acc[(acc["design"] == design) & (acc["family"] == family)].sort_values("level")
+    if g.empty:
+        return ""
+    pts, name = f"±{100 * margin:g} point{'' if 100 * margin == 1 else 's'}", "IMP" if family == "imp" else family
+    lower = g[g["verdict"] == "lower"]
+    lost = (f"; it is detectably lower (Holm) from {stats.pct(lower['density'].iloc[0])} density on"
+            if not lower.empty else "; no level is detectably lower (Holm)")
+    equiv = _run_length(g["verdict"] == "equivalent")
+    if equiv:
+        return (f"{name}'s accuracy is equivalent to its dense model's (TOST at {pts}, Holm) down to "
+                f"{stats.pct(g['density'].iloc[equiv - 1])} density{lost}")
+    near = _run_length(g["mean"] >= -margin)
+    estimate = (f"; its mean stays within {pts} down to {stats.pct(g['density'].iloc[near - 1])} density (a point "
+                f"estimate, not a test)" if near else "")
+    return (f"{name}'s accuracy: the {pts} equivalence test passes at no pruned level with {int(g['n'].max())} "
+            f"seeds{estimate}{lost}")
+
+
+def _run_length(flags: pd.Series) -> int:
+    """How many leading entries of `flags` are true."""
+    n = 0
+    for f in flags:
+        if not f:
+            break
+        n += 1
+    return n
+
+
 STATEMENTS = {
     "accuracy falls": ("Accuracy falls with pruning", "accuracy minus the same seed's dense accuracy", "lower",
                        100.0, " points"),
@@ -126,4 +159,4 @@ def sentences(name: str, t: pd.DataFrame) -> list[str]:
     return out
 
 
-__all__ = ["STATEMENTS", "all_claims", "sentences", "test"]
+__all__ = ["STATEMENTS", "all_claims", "knee_sentence", "sentences", "test"]

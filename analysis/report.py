@@ -353,16 +353,16 @@ def build(rows: pd.DataFrame, out: Path, masks: tickets.Masks | None = None, con
 
     design = main_design(summary)
     r.heading("Findings")
-    r.bullets(findings(summary, diffs, fl))
-    claims_section(r, rows, fl, margins)
+    tables = claims.all_claims(rows, fl, margins)
+    r.bullets(findings(summary, diffs, fl, tables.get("accuracy falls"), margins["test_acc"]))
+    claims_section(r, tables)
 
     r.heading("(a) The lottery-ticket curve")
-    knees = [(lab, stats.knee(summary, design=d)) for lab, d in imp_designs(summary)]
+    acc_claim = tables.get("accuracy falls")
+    knees = [f"{lab}{claims.knee_sentence(acc_claim, d, margins['test_acc'])}." for lab, d in imp_designs(summary)
+             if acc_claim is not None]
     r.para("Test accuracy vs density, mean and 95% interval over seeds; the grey band is the dense model's "
-           "interval. " + " ".join(
-               f"{lab}IMP stays within 1 point of dense down to {stats.pct(k['density'])} density (level "
-               f"{k['level']})." if k is not None else
-               f"{lab}IMP falls more than 1 point below dense at its first pruned level." for lab, k in knees))
+           "interval. " + " ".join(k for k in knees if len(k) > 1))
     shown = by_series(summary)
     r.chart(lth_curves(shown), "lth_curve", "accuracy vs density")
     collapse = summary[summary["collapsed"]]
@@ -590,34 +590,37 @@ def imp_designs(summary: pd.DataFrame) -> list[tuple[str, str]]:
     return [(f"{names[d]}: ", d) for d in imp["design"]]
 
 
-def findings(summary: pd.DataFrame, diffs: pd.DataFrame, fl: pd.DataFrame | None = None) -> list[str]:
+def findings(summary: pd.DataFrame, diffs: pd.DataFrame, fl: pd.DataFrame | None = None,
+             acc_claim: pd.DataFrame | None = None, margin: float = inference.MARGINS["test_acc"]) -> list[str]:
     """The headline sentences, each computed from the tables below it; every 'better', 'worse' or
-    'equivalent' rests on a Holm-adjusted test or TOST (analysis.inference), every drift on its floor."""
+    'equivalent' rests on a Holm-adjusted test or TOST (analysis.inference), every drift on its floor.
+    `acc_claim` is the "accuracy falls" claim's table (analysis.claims), whose tests say how far IMP keeps
+    its dense accuracy."""
     fl = fl if fl is not None else pd.DataFrame(columns=["design", "metric", "kind", "floor", "lo", "hi", "n"])
     out = []
     for lab, design in imp_designs(summary):
         k = stats.knee(summary, design=design)
+        kept = claims.knee_sentence(acc_claim, design, margin) if acc_claim is not None else ""
         if k is None:
+            if kept:
+                out.append(f"{lab}{kept}.")
             continue
         where = floors.against(k["cam_spearman"], k["cam_spearman_lo"], k["cam_spearman_hi"],
                                floors.floor_of(fl, design, "cam_spearman"))
         cam = _ci(k["cam_spearman"], k["cam_spearman_lo"], k["cam_spearman_hi"], 1, 2)
-        out.append(f"{lab}IMP keeps dense accuracy (within 1 point) down to {stats.pct(k['density'])} density; its "
-                   f"Grad-CAM Spearman to dense is then {cam}, {where}.")
+        out.append(f"{lab}{kept or 'IMP'}. At {stats.pct(k['density'])} density, the sparsest level whose mean "
+                   f"accuracy is within 1 point of dense, its Grad-CAM Spearman to dense is {cam}, {where}.")
     inst = instability.summary_of(summary)
     if inst:
         out.append(inst)
     if diffs.empty:
         return out
     for fam, g in diffs.groupby("family"):
-        acc, cam = stats.tally(g, "test_acc"), stats.tally(g, "cam_spearman")
-        out.append(f"{fam} vs IMP over {len(g)} matched levels: accuracy higher at {acc['higher']}, lower at "
-                   f"{acc['lower']}, equivalent (±{_points(g['test_acc_margin'].iloc[0])}) at "
-                   f"{acc['equivalent']}, inconclusive at {acc['inconclusive']}; Grad-CAM Spearman higher at "
-                   f"{cam['higher']}, lower at {cam['lower']}, equivalent (±{g['cam_spearman_margin'].iloc[0]:g}) at "
-                   f"{cam['equivalent']}, inconclusive at {cam['inconclusive']}"
-                   + (f" (a single seed pair, so no test, at {acc['no CI']})" if acc["no CI"] else "")
-                   + " (Holm within each metric's family).")
+        said = [_verdicts(stats.tally(g, "test_acc"), "accuracy", f"±{_points(g['test_acc_margin'].iloc[0])}"),
+                _verdicts(stats.tally(g, "cam_spearman"), "Grad-CAM Spearman",
+                          f"±{g['cam_spearman_margin'].iloc[0]:g}")]
+        out.append(f"{fam} vs IMP over {len(g)} matched levels (Holm within each metric's family): "
+                   + "; ".join(said) + ".")
     metrics = [m for m in HEADLINE if diffs[f"{m}_p"].notna().any()]
     guided = diffs[diffs["method"].map(stats.is_guided)]
     if len(guided):
@@ -649,9 +652,15 @@ def _favourable(metric: str, d: float) -> bool:
     return d < 0 if metric in _LOWER_IS_BETTER else d > 0
 
 
-def claims_section(r: Report, rows: pd.DataFrame, fl: pd.DataFrame, margins: dict[str, float]) -> None:
-    """(i) The paper's claims, each stated and tested (analysis.claims), whichever way each comes out."""
-    tables = claims.all_claims(rows, fl, margins)
+def _verdicts(tally: dict[str, int], metric: str, margin: str) -> str:
+    """'accuracy inconclusive at 4, equivalent (±1 point) at 1': the verdicts a metric got, none at zero."""
+    words = {"higher": "higher", "lower": "lower", "equivalent": f"equivalent ({margin})",
+             "inconclusive": "inconclusive", "no CI": "untested (a single seed pair)"}
+    return f"{metric} " + ", ".join(f"{words[v]} at {n}" for v, n in tally.items() if n)
+
+
+def claims_section(r: Report, tables: dict[str, pd.DataFrame]) -> None:
+    """(i) The paper's claims (analysis.claims.all_claims' tables), each stated whichever way it comes out."""
     if not tables:
         return
     r.heading("The paper's claims, tested", 3)

@@ -84,6 +84,25 @@ def test_each_claim_is_tested_and_holds_where_the_data_says_so(make_row):
     assert set(kept["verdict"]) <= {"equivalent", "inconclusive"} and "lower" not in set(kept["verdict"])
 
 
+def test_imps_kept_accuracy_is_said_only_as_far_as_its_tests_go(make_row):
+    """The headline 'IMP keeps dense accuracy' is a TOST result, never a point estimate called equality."""
+    rows = _rows(make_row, seeds=8)
+    fl = floors.floors(rows)
+    design = stats.with_design(rows)["design"].iloc[0]
+    lost = claims.all_claims(rows, fl)["accuracy falls"]
+    said = claims.knee_sentence(lost, design, 0.01)
+    assert "passes at no pruned level with 8 seeds" in said and "detectably lower (Holm) from 40%" in said
+    dense = rows[rows["level"] == 0].set_index("run_id")["test_acc"]
+    wobble = np.random.default_rng(1).normal(0, 0.002, len(rows))  # pruned = its dense model, give or take
+    flat = rows.assign(test_acc=np.where(rows["level"] == 1, rows["run_id"].map(dense) + wobble, rows["test_acc"]))
+    kept = claims.all_claims(flat, fl)["accuracy falls"]
+    assert claims.knee_sentence(kept, design, 0.01).startswith(
+        "IMP's accuracy is equivalent to its dense model's (TOST at ±1 point, Holm) down to 40% density")
+    # a 0.05-point margin is narrower than the seeds' noise allows: no equivalence, only the point estimate
+    tight = claims.all_claims(flat, fl, {"test_acc": 0.0005})["accuracy falls"]
+    assert "(a point estimate, not a test)" in claims.knee_sentence(tight, design, 0.0005)
+
+
 def test_the_gallery_seed_is_the_median_seed_for_every_method(make_row):
     rows = _rows(make_row)
     final = rows[rows["level"] == 1]

@@ -73,7 +73,7 @@ def test_the_report_is_self_contained_light_and_answers_each_question(make_row, 
     for section in ("(a)", "(b)", "(c)", "(d)", "(e)", "(f)"):
         assert f"## {section}" in md
     assert "RANDOM concept bank" in md.splitlines()[0]  # make_row's bank is the random tiny CLIP
-    assert "random vs IMP over 3 matched levels: accuracy higher at 0, lower at 3" in md
+    assert "random vs IMP over 3 matched levels (Holm within each metric's family): accuracy lower at 3" in md
     assert (tmp_path / "per_seed.csv").exists() and "Holm" in md
     for png in ("lth_curve", "cam_curves", "concept_curves", "paired_differences", "pareto_bands"):
         assert (tmp_path / f"{png}.png").read_bytes()[:4] == b"\x89PNG"
