@@ -344,10 +344,12 @@ def measure(t: Trial, st: TrialState, level: int) -> Measurement:
     """Test accuracy, Grad-CAM against the dense maps, faithfulness and concepts of the model. At level 0
     (st.dense_maps is None) its maps are the reference of every later level. Each part's seconds go in
     its column (cam_, faithfulness_, lrp_, sanity_, pcbm_seconds); explain_seconds is their whole."""
+    t_eval = time.perf_counter()
     if t.bank is None:
         acc, loss, test_feats = *evaluate(t.model, t.data.test_x, t.data.test_y), None
     else:  # one pass over the test set gives accuracy and the PCBM's test features
         acc, loss, test_feats = evaluate_with_features(t.model, t.data.test_x, t.data.test_y)
+    eval_seconds = time.perf_counter() - t_eval
     t0, clock = time.perf_counter(), _Clock()
     ref = None if st.dense_maps is None else st.dense_maps.numpy()
     with clock.part("cam_seconds"):
@@ -384,7 +386,8 @@ def measure(t: Trial, st: TrialState, level: int) -> Measurement:
             **localisation.columns(rep.maps, t.objects), **more,
             "object_area": None if t.objects is None else float(t.objects.mean()),
             **(con.cols if con is not None else {}), **clock.parts}
-    return Measurement({**cols, "explain_seconds": time.perf_counter() - t0}, rep.maps, lrp, guide_maps, con)
+    return Measurement({**cols, "explain_seconds": time.perf_counter() - t0, "eval_seconds": eval_seconds}, rep.maps,
+                       lrp, guide_maps, con)
 
 
 def fresh_init(t: Trial, level: int) -> Weights:

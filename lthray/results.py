@@ -28,9 +28,9 @@ from lthray import storage
 # 5: + cam_energy_inside, cam_pointing, cam_concentration, object_area, the lrp_ columns and the
 # randomisation checks (cam_ and lrp_sanity_spearman); 6: + empty_layers, reference_cams, reference_lrp,
 # concept_refit_overlap, concept_refit_spearman (the noise floors); 7: + shared_from and the explain step's
-# parts (cam_, faithfulness_, lrp_, sanity_, pcbm_seconds). Versions 2 to 6 still
+# parts (cam_, faithfulness_, lrp_, sanity_, pcbm_seconds); 8: + eval_seconds. Versions 2 to 7 still
 # read (_upgrade).
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 _F, _I, _S = pa.float64(), pa.int64(), pa.string()
 
@@ -131,6 +131,8 @@ class LevelRecord:
                                   "computed the level itself)", nullable=True)
     train_steps: int = col(_I, "optimizer steps trained at this level", report=True)
     train_seconds: float = col(_F, "wall time of this trial's own training at this level (0 for a reused one)")
+    eval_seconds: float | None = col(_F, "wall time of the test-set pass: accuracy, loss and the test features the "
+                                     "concept bottleneck reads (0 when reused)", nullable=True)
     explain_seconds: float = col(_F, "wall time of the explain step: the parts below, and the rest (0 when reused)")
     cam_seconds: float | None = col(_F, "of which Grad-CAM maps and their comparison with dense's", nullable=True)
     faithfulness_seconds: float | None = col(_F, "of which faithfulness (ROAD's imputations, or confidence drop)",
