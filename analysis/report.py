@@ -359,10 +359,10 @@ def build(rows: pd.DataFrame, out: Path, masks: tickets.Masks | None = None, con
 
     r.heading("(a) The lottery-ticket curve")
     acc_claim = tables.get("accuracy falls")
-    knees = [f"{lab}{claims.knee_sentence(acc_claim, d, margins['test_acc'])}." for lab, d in imp_designs(summary)
-             if acc_claim is not None]
+    knees = [(lab, claims.knee_sentence(acc_claim, d, margins["test_acc"]) if acc_claim is not None else "")
+             for lab, d in imp_designs(summary)]
     r.para("Test accuracy vs density, mean and 95% interval over seeds; the grey band is the dense model's "
-           "interval. " + " ".join(k for k in knees if len(k) > 1))
+           "interval. " + " ".join(f"{lab}{k}." for lab, k in knees if k))
     shown = by_series(summary)
     r.chart(lth_curves(shown), "lth_curve", "accuracy vs density")
     collapse = summary[summary["collapsed"]]

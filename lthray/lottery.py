@@ -272,13 +272,12 @@ class Concepts:
     cols: dict[str, Any]
 
 
-def concept_columns(t: Trial, dense_pcbm: dict[str, torch.Tensor], test_feats: torch.Tensor) -> Concepts | None:
+def concept_columns(t: Trial, dense_pcbm: dict[str, torch.Tensor], test_feats: torch.Tensor) -> Concepts:
     """Fit the PCBM of the model's backbone and compare its concepts with the dense model's (`dense_pcbm`;
     empty at level 0, where this PCBM is the dense one); `test_feats` are the model's features of the test
-    images (`train.evaluate_with_features`), for the PCBM's test accuracy."""
-    if t.bank is None:
-        return None
+    images (`train.evaluate_with_features`), for the PCBM's test accuracy. Needs the trial's concept bank."""
     cc, data, bank = t.cfg.concepts, t.data, t.bank
+    assert bank is not None, "concept_columns needs a concept bank (measure calls it only with one)"
     idx = slice(None) if bank.train_idx is None else bank.train_idx.to(data.train_x.device)
     train_feats = concepts_mod.features(t.model, data.train_x[idx])
     pcbm = concepts_mod.fit_pcbm(train_feats, bank.train_sim,

@@ -49,7 +49,8 @@ def sparse_system(mask: np.ndarray, img: np.ndarray,
         rows.append(valid_ids[unknown])
         cols.append(coords_to_vidx[valid_coords[unknown]])
         vals.append(np.full(int(unknown.sum()), weight))
-        sum_neighbors[np.argwhere(valid == 0).flatten()] = sum_neighbors[np.argwhere(valid == 0).flatten()] - weight
+        outside = np.argwhere(valid == 0).flatten()
+        sum_neighbors[outside] = sum_neighbors[outside] - weight
     diag = np.arange(n)
     a = csc_matrix((np.concatenate([*vals, -sum_neighbors]), (np.concatenate([*rows, diag]),
                                                                np.concatenate([*cols, diag]))), shape=(n, n))
