@@ -3,15 +3,25 @@
 Frankle et al. (2020) call a network stable when the barrier is below 2% test error (their threshold,
 "within the noise"); IMP found matching tickets exactly from the rewind points that were stable. So
 the question a user asks of these charts is: from which rewind step k on is every level stable?
+
+"Stable" is a claim, so it is tested (`tests`): per (rewind point, level), a one-sided t-test of the
+seeds' barriers against the 2% threshold, in both directions (below: stable; above: unstable),
+Holm-adjusted over every barrier test of the report. "k is stable at every level" is a conjunction, so it
+is an intersection-union test (Berger 1982): it holds when every level's own one-sided test passes at
+alpha, with no correction (a conjunction of tests at alpha has size at most alpha). A mean under 2% that
+no test supports is said as a point estimate.
 """
 
 from __future__ import annotations
 
+import math
+
 import altair as alt
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
-from analysis import stats
+from analysis import inference, stats
 from analysis.axes import density_x
 
 STABLE = 0.02  # Frankle et al. 2020: a barrier within 2 points of error counts as linearly connected
@@ -90,39 +100,107 @@ def charts(s: pd.DataFrame, p: pd.DataFrame) -> alt.HConcatChart:
     return alt.hconcat(a, b, c).resolve_scale(color="independent").resolve_legend(color="independent")
 
 
-def _stable(g: pd.DataFrame) -> list[str]:
-    """The rewind points of one family whose mean barrier is below the threshold at every level."""
+def _one_sided(b: np.ndarray) -> tuple[float, float]:
+    """(p that the barrier is below STABLE, p that it is above), one-sided t-tests over seeds; nan with
+    fewer than 2 seeds. Seeds that all give the same barrier carry no sampling noise: p is 0 or 1."""
+    b = b[np.isfinite(b)]
+    if len(b) < 2:
+        return math.nan, math.nan
+    if np.ptp(b) == 0:
+        return float(b[0] >= STABLE), float(b[0] <= STABLE)
+    return (float(sps.ttest_1samp(b, STABLE, alternative="less").pvalue),
+            float(sps.ttest_1samp(b, STABLE, alternative="greater").pvalue))
+
+
+def tests(rows: pd.DataFrame, alpha: float = inference.ALPHA) -> pd.DataFrame:
+    """Per (family, rewind point, level) within one design: the seeds' barriers against the 2% threshold.
+    Columns: n, mean, p_below, p_above (one-sided), their Holm adjustments over the whole table (one family:
+    every barrier the report states), and verdict: 'stable' (Holm p_below < alpha), 'unstable' (Holm
+    p_above < alpha), 'inconclusive', or 'one seed'. `below` keeps the unadjusted p_below < alpha, which the
+    intersection-union test of a whole rewind point uses (`stable_points`)."""
+    d = stats.with_design(rows[(rows["status"] == "ok") & rows["instability_barrier"].notna()])
+    if d.empty:
+        return pd.DataFrame()
+    d = d.assign(series=_labels(d))
+    recs = []
+    for (fam, spec, level), g in d.groupby(["series", "rewind_spec", "level"], sort=True):
+        b = g["instability_barrier"].astype(float).to_numpy()
+        below, above = _one_sided(b)
+        recs.append({"family": fam, "rewind_spec": spec, "rewind_step": int(g["rewind_step"].iloc[0]),
+                     "level": int(level), "density": float(g["density"].mean()), "n": int(np.isfinite(b).sum()),
+                     "mean": float(np.nanmean(b)), "p_below": below, "p_above": above})
+    t = pd.DataFrame(recs)
+    t["p_below_holm"], t["p_above_holm"] = inference.adjust(t["p_below"]), inference.adjust(t["p_above"])
+    t["below"] = t["p_below"] < alpha
+    t["verdict"] = ["one seed" if not np.isfinite(pb) else "stable" if pb < alpha else
+                    "unstable" if pa < alpha else "inconclusive"
+                    for pb, pa in zip(t["p_below_holm"], t["p_above_holm"], strict=True)]
+    return t.sort_values(["family", "rewind_step", "level"]).reset_index(drop=True)
+
+
+def stable_points(t: pd.DataFrame) -> dict[str, list[str]]:
+    """Per family, the rewind points stable at every level by the intersection-union test (every level's
+    one-sided p_below < alpha), in rewind order."""
+    return {fam: [spec for spec in _spec_order(g) if g.loc[g["rewind_spec"] == spec, "below"].all()]
+            for fam, g in t.groupby("family")}
+
+
+def _mean_stable(g: pd.DataFrame) -> list[str]:
+    """The rewind points of one family whose mean barrier is below the threshold at every level (a point
+    estimate)."""
     return [spec for spec in _spec_order(g) if (g.loc[g["rewind_spec"] == spec, "barrier"] < STABLE).all()]
 
 
-def sentences(s: pd.DataFrame) -> list[str]:
-    """Per family and rewind point: at how many levels the barrier stays under the 2% threshold, and the
-    earliest rewind point stable at every level."""
+def _levels(h: pd.DataFrame) -> str:
+    return ", ".join(stats.pct(x) for x in h["density"])
+
+
+def sentences(s: pd.DataFrame, t: pd.DataFrame) -> list[str]:
+    """Per family and rewind point: at how many levels the barrier is detectably below (or above) 2% after
+    Holm, where it is inconclusive, and its largest mean; then the rewind points stable at every level by the
+    intersection-union test, or, when none is, the point estimate said as one."""
     out = []
+    stable_by_test = stable_points(t)
     for fam, g in s.groupby("family"):
+        tf = t[t["family"] == fam]
         for spec in _spec_order(g):
-            h = g[g["rewind_spec"] == spec].sort_values("level")
+            h, v = g[g["rewind_spec"] == spec].sort_values("level"), tf[tf["rewind_spec"] == spec]
             worst = h.loc[h["barrier"].idxmax()]
-            stable = int((h["barrier"] < STABLE).sum())
-            out.append(f"{fam}, rewind to {spec}: mean barrier below {STABLE:.0%} at {stable} "
-                       f"of {len(h)} levels; largest {worst['barrier']:.3f} at {stats.pct(worst['density'])} density"
+            parts = [f"detectably below {STABLE:.0%} at {int((v['verdict'] == 'stable').sum())} of {len(v)} levels"]
+            for verdict, what in (("unstable", "detectably above"), ("inconclusive", f"inconclusive with "
+                                                                     f"{int(v['n'].min()) if len(v) else 0} seeds")):
+                hit = v[v["verdict"] == verdict]
+                if len(hit):
+                    parts.append(f"{what} at {_levels(hit)}")
+            out.append(f"{fam}, rewind to {spec}: barrier " + "; ".join(parts) + f" (one-sided t-tests, Holm over "
+                       f"the {len(t)} barrier tests); largest mean {worst['barrier']:.3f} at "
+                       f"{stats.pct(worst['density'])} density"
                        + (f" (95% CI {worst['lo']:.3f} to {worst['hi']:.3f})" if np.isfinite(worst["lo"]) else "")
                        + ".")
-        stable = _stable(g)
-        out.append(f"{fam}: the earliest rewind point stable at every level is {stable[0]}." if stable else
-                   f"{fam}: no rewind point tried is stable at every level.")
+        out.append(_verdict_line(fam, stable_by_test.get(fam, []), _mean_stable(g)))
     return out
 
 
-def summary_of(level_summary: pd.DataFrame) -> str:
-    """The headline sentence from the report's level summary ('' when no row has a barrier)."""
+def _verdict_line(fam: str, by_test: list[str], by_mean: list[str]) -> str:
+    if by_test:
+        return (f"{fam}: stable at every level (every level's barrier below {STABLE:.0%} by its one-sided test at "
+                f"alpha {inference.ALPHA}; an intersection-union test) for rewind points {', '.join(by_test)}; "
+                f"the earliest is {by_test[0]}.")
+    estimate = (f"; the mean barrier is below {STABLE:.0%} at every level for {', '.join(by_mean)} (a point "
+                "estimate, not a test)" if by_mean else "")
+    return f"{fam}: no rewind point tried is shown stable at every level{estimate}."
+
+
+def summary_of(s: pd.DataFrame, t: pd.DataFrame) -> str:
+    """The headline sentence ('' when no row has a barrier): per family, the rewind points stable at every
+    level by test, or the point estimate said as one, and the largest mean barrier."""
+    if s.empty or t.empty:
+        return ""
+    by_test = stable_points(t)
     parts = []
-    for fam, g in from_levels(level_summary).groupby("family"):
-        stable = _stable(g)
+    for fam, g in s.groupby("family"):
         worst = g.loc[g["barrier"].idxmax()]
-        parts.append(f"{fam}: the mean error barrier stays below {STABLE:.0%} at every level for rewind points "
-                     f"{', '.join(stable)}" if stable else f"{fam}: no rewind point tried keeps the mean error "
-                     f"barrier below {STABLE:.0%} at every level")
-        parts[-1] += (f" (largest {worst['barrier']:.3f}, rewind {worst['rewind_spec']} at "
-                      f"{stats.pct(worst['density'])} density)")
-    return ("Instability analysis: " + "; ".join(parts) + ".") if parts else ""
+        parts.append(_verdict_line(fam, by_test.get(fam, []), _mean_stable(g)).rstrip(".")
+                     + f" (largest mean {worst['barrier']:.3f}, rewind {worst['rewind_spec']} at "
+                       f"{stats.pct(worst['density'])} density)")
+    return "Instability analysis: " + "; ".join(parts) + "."

@@ -354,7 +354,8 @@ def build(rows: pd.DataFrame, out: Path, masks: tickets.Masks | None = None, con
     design = main_design(summary)
     r.heading("Findings")
     tables = claims.all_claims(rows, fl, margins)
-    r.bullets(findings(summary, diffs, fl, tables.get("accuracy falls"), margins["test_acc"]))
+    r.bullets(findings(summary, diffs, fl, tables.get("accuracy falls"), margins["test_acc"],
+                       instability.tests(rows)))
     claims_section(r, tables)
 
     r.heading("(a) The lottery-ticket curve")
@@ -559,12 +560,19 @@ def instability_section(r: Report, rows: pd.DataFrame, summary: pd.DataFrame, ou
     if s.empty:
         return
     r.heading("(h) Instability analysis (linear mode connectivity)")
-    s.to_csv(out / "instability.csv", index=False, float_format="%.5g")
+    t = instability.tests(rows)
+    tested = t[["family", "rewind_spec", "level", "p_below", "p_below_holm", "p_above", "p_above_holm", "verdict"]]
+    s.merge(tested, on=["family", "rewind_spec", "level"], how="left").to_csv(
+        out / "instability.csv", index=False, float_format="%.5g")
     r.para("Two copies of each level's network train from the same start under the same mask with different "
            "data orders; the barrier is the highest test error on the straight line between them (BN "
            f"statistics re-estimated at every point) minus the mean of the two ends. Below {instability.STABLE:.0%} "
-           "(dashed) Frankle et al. (2020) call the start stable; matching tickets came from stable rewind points.")
-    r.bullets(instability.sentences(s))
+           "(dashed) Frankle et al. (2020) call the start stable; matching tickets came from stable rewind points. "
+           "'Stable' here is a test: each level's barriers over seeds against 2% by one-sided t-tests (below and "
+           "above), Holm-adjusted over every barrier in this table; a rewind point is stable at every level when "
+           "each level's own test passes (an intersection-union test, which needs no correction). Per level: "
+           "`instability.csv`.")
+    r.bullets(instability.sentences(s, t))
     r.chart(instability.charts(s, instability.paths(rows)), "instability", "instability barrier charts")
 
 
@@ -591,11 +599,13 @@ def imp_designs(summary: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def findings(summary: pd.DataFrame, diffs: pd.DataFrame, fl: pd.DataFrame | None = None,
-             acc_claim: pd.DataFrame | None = None, margin: float = inference.MARGINS["test_acc"]) -> list[str]:
+             acc_claim: pd.DataFrame | None = None, margin: float = inference.MARGINS["test_acc"],
+             inst: pd.DataFrame | None = None) -> list[str]:
     """The headline sentences, each computed from the tables below it; every 'better', 'worse' or
     'equivalent' rests on a Holm-adjusted test or TOST (analysis.inference), every drift on its floor.
     `acc_claim` is the "accuracy falls" claim's table (analysis.claims), whose tests say how far IMP keeps
-    its dense accuracy."""
+    its dense accuracy; `inst` the barrier tests (instability.tests), whose verdicts say which rewind points
+    are stable."""
     fl = fl if fl is not None else pd.DataFrame(columns=["design", "metric", "kind", "floor", "lo", "hi", "n"])
     out = []
     for lab, design in imp_designs(summary):
@@ -610,9 +620,9 @@ def findings(summary: pd.DataFrame, diffs: pd.DataFrame, fl: pd.DataFrame | None
         cam = _ci(k["cam_spearman"], k["cam_spearman_lo"], k["cam_spearman_hi"], 1, 2)
         out.append(f"{lab}{kept or 'IMP'}. At {stats.pct(k['density'])} density, the sparsest level whose mean "
                    f"accuracy is within 1 point of dense, its Grad-CAM Spearman to dense is {cam}, {where}.")
-    inst = instability.summary_of(summary)
-    if inst:
-        out.append(inst)
+    headline = instability.summary_of(instability.from_levels(summary), inst) if inst is not None else ""
+    if headline:
+        out.append(headline)
     if diffs.empty:
         return out
     for fam, g in diffs.groupby("family"):

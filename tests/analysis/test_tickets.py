@@ -72,9 +72,9 @@ def test_layer_density_is_the_kept_fraction_per_layer(make_row):
     assert ld.index.get_level_values("layer").tolist()[:2] == ["c", "f"]  # model order
 
 
-def test_instability_summary_and_sentences(make_row):
+def _barrier_rows(make_row, specs):
     rows = []
-    for spec, step, barriers in [("0it", 0, [0.10, 0.12, 0.08]), ("50it", 50, [0.01, 0.0, 0.015])]:
+    for spec, step, barriers in specs:
         for seed, b in enumerate(barriers):
             cfg = json.dumps({"prune.method": "imp", "seed": seed, "prune.rewind_step": spec})
             for level in (0, 1):
@@ -82,19 +82,54 @@ def test_instability_summary_and_sentences(make_row):
                 rows.append(make_row(run_id=f"{spec}{seed}", seed=seed, level=level, density=0.5 ** level,
                                      rewind_spec=spec, rewind_step=step, instability_barrier=b,
                                      instability_errors=errs, config_json=cfg))
-    s = instability.summary(pd.DataFrame(rows))
-    one = s[(s["rewind_spec"] == "0it") & (s["level"] == 1)].iloc[0]
-    assert one["barrier"] == pytest.approx(0.1) and one["seeds"] == 3 and one["lo"] < 0.1 < one["hi"]
-    words = " ".join(instability.sentences(s))
-    assert "rewind to 0it: mean barrier below 2% at 0 of 2 levels" in words
-    assert "the earliest rewind point stable at every level is 50it" in words
+    return pd.DataFrame(rows)
+
+
+# Known answers, 3 seeds, levels 0 and 1: 0it is far above 2% (unstable), 10it has a mean under 2% that its
+# spread does not let a test support, 50it is far below (stable).
+_SPECS = [("0it", 0, [0.10, 0.11, 0.09]), ("10it", 10, [0.01, 0.0, 0.015]), ("50it", 50, [0.002, 0.001, 0.003])]
+
+
+def test_instability_stability_is_a_test_not_a_mean(make_row):
+    from scipy import stats as sps
+
     from analysis import stats
 
-    head = instability.summary_of(stats.level_summary(pd.DataFrame(rows)))
-    assert head.startswith("Instability analysis: imp: the mean error barrier stays below 2% at every level for "
-                           "rewind points 50it (largest 0.100, rewind 0it at 100% density)")
-    p = instability.paths(pd.DataFrame(rows))
-    assert sorted(p["alpha"].unique()) == [0.0, 0.5, 1.0]
+    rows = _barrier_rows(make_row, _SPECS)
+    s, t = instability.summary(rows), instability.tests(rows)
+    one = s[(s["rewind_spec"] == "0it") & (s["level"] == 1)].iloc[0]
+    assert one["barrier"] == pytest.approx(0.1) and one["seeds"] == 3 and one["lo"] < 0.1 < one["hi"]
+    assert len(t) == 6 and set(t["n"]) == {3}
+    v = t.set_index(["rewind_spec", "level"])
+    p = sps.ttest_1samp([0.002, 0.001, 0.003], 0.02, alternative="less").pvalue
+    assert v.loc[("50it", 1), "p_below"] == pytest.approx(p)
+    assert v.loc[("50it", 1), "p_below_holm"] == pytest.approx(min(1, 6 * p))  # the smallest p: Holm's first step
+    assert v["verdict"].to_dict() == {("0it", 0): "unstable", ("0it", 1): "unstable", ("10it", 0): "inconclusive",
+                                      ("10it", 1): "inconclusive", ("50it", 0): "stable", ("50it", 1): "stable"}
+    assert instability.stable_points(t) == {"imp": ["50it"]}
+    words = " ".join(instability.sentences(s, t))
+    assert "imp, rewind to 0it: barrier detectably below 2% at 0 of 2 levels; detectably above at 100%, 50%" in words
+    assert ("rewind to 10it: barrier detectably below 2% at 0 of 2 levels; inconclusive with 3 seeds at 100%, 50%"
+            in words)
+    assert "imp: stable at every level" in words and "for rewind points 50it; the earliest is 50it." in words
+    head = instability.summary_of(instability.from_levels(stats.level_summary(rows)), t)
+    assert head.startswith("Instability analysis: imp: stable at every level")
+    assert "(largest mean 0.100, rewind 0it at 100% density)" in head
+    # Without the clearly stable point, the mean under 2% is said as a point estimate, never as stability.
+    rows = _barrier_rows(make_row, _SPECS[:2])
+    s, t = instability.summary(rows), instability.tests(rows)
+    words = " ".join(instability.sentences(s, t))
+    assert ("imp: no rewind point tried is shown stable at every level; the mean barrier is below 2% at every "
+            "level for 10it (a point estimate, not a test).") in words
+    assert instability.paths(rows)["alpha"].unique().tolist() == [0.0, 0.5, 1.0]
+
+
+def test_a_level_stable_on_its_own_test_but_not_after_holm_still_counts_for_the_whole_rewind_point(make_row):
+    # Intersection-union: each level passing at alpha is enough for the conjunction; Holm is for per-level claims.
+    rows = _barrier_rows(make_row, [("0it", 0, [0.015, 0.008, 0.012]), ("9it", 9, [0.10, 0.11, 0.09])])
+    t = instability.tests(rows).set_index(["rewind_spec", "level"])
+    assert (t.loc["0it", "p_below"] < 0.05).all() and (t.loc["0it", "p_below_holm"] >= 0.05).all()
+    assert instability.stable_points(t.reset_index()) == {"imp": ["0it"]}
 
 
 def test_the_report_adds_ticket_and_instability_sections_only_with_their_data(make_row, tmp_path):
