@@ -54,7 +54,8 @@ def test(rows: pd.DataFrame, metric: str, baseline: str | float | pd.Series, mar
     lo, hi = inference.RANGES.get(metric, (-math.inf, math.inf))
     fam = inference.family_table(t, "x", margin, span=hi - lo, keys=("design", "family", "method", "level",
                                                                       "density"))
-    return fam
+    # One label per (family, design): a sweep with several designs (e.g. rewind points) says which is which.
+    return fam.assign(series=stats.series(fam))
 
 
 def _floor_by_design(fl: pd.DataFrame, metric: str, kind: str) -> pd.Series:
@@ -129,19 +130,27 @@ STATEMENTS = {
 }
 
 
+def _signed(x: float) -> str:
+    """A signed number to 2 significant digits; float round-off around 0 (3.7e-17) is printed as 0."""
+    return f"{0.0 if abs(x) < 1e-12 else x:+.2g}"
+
+
 def sentences(name: str, t: pd.DataFrame) -> list[str]:
-    """Per method: where the claim holds (the corrected test in its direction), where it is contradicted or
-    equivalent to no change, and where it is inconclusive; then one line for the claim overall."""
+    """Per method (and design, where the rows hold several): where the claim holds (the corrected test in
+    its direction), where it is contradicted or equivalent to no change, and where it is inconclusive; then
+    one line for the claim overall."""
     title, what, direction, scale, unit = STATEMENTS[name]
+    t = t if "series" in t else t.assign(series=t["family"])
     out = []
-    for fam, g in t.sort_values(["family", "level"]).groupby("family", sort=True):
+    for fam, g in t.sort_values(["series", "level"]).groupby("series", sort=True):
         parts = []
         for v in ("lower", "higher", "equivalent", "inconclusive", "no CI"):
             hit = g[g["verdict"] == v]
             if hit.empty:
                 continue
-            where = ", ".join(f"{stats.pct(r['density'])} ({r['mean'] * scale:+.2g}{unit}"
-                              + (f" [{r['lo'] * scale:+.2g}, {r['hi'] * scale:+.2g}]" if np.isfinite(r["lo"]) else "")
+            where = ", ".join(f"{stats.pct(r['density'])} ({_signed(r['mean'] * scale)}{unit}"
+                              + (f" [{_signed(r['lo'] * scale)}, {_signed(r['hi'] * scale)}]"
+                                 if np.isfinite(r["lo"]) else "")
                               + ")" for _, r in hit.iterrows())
             word = {"lower": "lower", "higher": "higher", "equivalent": "no change (TOST)",
                     "inconclusive": f"inconclusive with {int(hit['n'].max())} seeds",
@@ -150,12 +159,13 @@ def sentences(name: str, t: pd.DataFrame) -> list[str]:
         out.append(f"{fam}: " + "; ".join(parts) + ".")
     holds = t[t["verdict"] == direction]
     against = t[(t["verdict"] != direction) & t["verdict"].isin(["lower", "higher", "equivalent"])]
-    sparsest = t.loc[t.groupby("family")["level"].idxmax()]
+    sparsest = t.loc[t.groupby("series")["level"].idxmax()]
     at_last = int((sparsest["verdict"] == direction).sum())
+    whom = "methods" if t["design"].nunique() <= 1 else "methods and designs"
     out.insert(0, f"{title}: {what}, {len(t)} comparisons in one Holm family (alpha {inference.ALPHA}). "
                   f"The claim holds at {len(holds)} of them and is contradicted (the opposite direction, or no "
-                  f"change within the margin) at {len(against)}; at each method's sparsest level it holds for "
-                  f"{at_last} of {len(sparsest)} methods. The rest are inconclusive.")
+                  f"change within the margin) at {len(against)}; at each one's sparsest level it holds for "
+                  f"{at_last} of {len(sparsest)} {whom}. The rest are inconclusive.")
     return out
 
 

@@ -100,24 +100,28 @@ def charts(s: pd.DataFrame, p: pd.DataFrame) -> alt.HConcatChart:
     return alt.hconcat(a, b, c).resolve_scale(color="independent").resolve_legend(color="independent")
 
 
-def _one_sided(b: np.ndarray) -> tuple[float, float]:
-    """(p that the barrier is below STABLE, p that it is above), one-sided t-tests over seeds; nan with
-    fewer than 2 seeds. Seeds that all give the same barrier carry no sampling noise: p is 0 or 1."""
+def _one_sided(b: np.ndarray, alpha: float) -> tuple[float, float, float]:
+    """(p that the barrier is below STABLE, p that it is above, the one-sided upper 1 - alpha bound of the
+    mean), one-sided t-tests over seeds; nan with fewer than 2 seeds. p_below < alpha exactly when the
+    bound is under STABLE, so the report quotes the bound its test uses (the charts' two-sided logit
+    intervals are wider). Seeds that all give the same barrier carry no sampling noise: p is 0 or 1."""
     b = b[np.isfinite(b)]
     if len(b) < 2:
-        return math.nan, math.nan
+        return math.nan, math.nan, math.nan
     if np.ptp(b) == 0:
-        return float(b[0] >= STABLE), float(b[0] <= STABLE)
+        return float(b[0] >= STABLE), float(b[0] <= STABLE), float(b[0])
+    upper = b.mean() + sps.t.ppf(1 - alpha, len(b) - 1) * b.std(ddof=1) / math.sqrt(len(b))
     return (float(sps.ttest_1samp(b, STABLE, alternative="less").pvalue),
-            float(sps.ttest_1samp(b, STABLE, alternative="greater").pvalue))
+            float(sps.ttest_1samp(b, STABLE, alternative="greater").pvalue), float(min(upper, 1.0)))
 
 
 def tests(rows: pd.DataFrame, alpha: float = inference.ALPHA) -> pd.DataFrame:
     """Per (family, rewind point, level) within one design: the seeds' barriers against the 2% threshold.
-    Columns: n, mean, p_below, p_above (one-sided), their Holm adjustments over the whole table (one family:
-    every barrier the report states), and verdict: 'stable' (Holm p_below < alpha), 'unstable' (Holm
-    p_above < alpha), 'inconclusive', or 'one seed'. `below` keeps the unadjusted p_below < alpha, which the
-    intersection-union test of a whole rewind point uses (`stable_points`)."""
+    Columns: n, mean, upper (its one-sided 1 - alpha bound), p_below, p_above (one-sided), their Holm
+    adjustments over the whole table (one family: every barrier the report states), and verdict:
+    'stable' (Holm p_below < alpha), 'unstable' (Holm p_above < alpha), 'inconclusive', or 'one seed'.
+    `below` keeps the unadjusted p_below < alpha, which the intersection-union test of a whole rewind
+    point uses (`stable_points`)."""
     d = stats.with_design(rows[(rows["status"] == "ok") & rows["instability_barrier"].notna()])
     if d.empty:
         return pd.DataFrame()
@@ -125,10 +129,10 @@ def tests(rows: pd.DataFrame, alpha: float = inference.ALPHA) -> pd.DataFrame:
     recs = []
     for (fam, spec, level), g in d.groupby(["series", "rewind_spec", "level"], sort=True):
         b = g["instability_barrier"].astype(float).to_numpy()
-        below, above = _one_sided(b)
+        below, above, upper = _one_sided(b, alpha)
         recs.append({"family": fam, "rewind_spec": spec, "rewind_step": int(g["rewind_step"].iloc[0]),
                      "level": int(level), "density": float(g["density"].mean()), "n": int(np.isfinite(b).sum()),
-                     "mean": float(np.nanmean(b)), "p_below": below, "p_above": above})
+                     "mean": float(np.nanmean(b)), "upper": upper, "p_below": below, "p_above": above})
     t = pd.DataFrame(recs)
     t["p_below_holm"], t["p_above_holm"] = inference.adjust(t["p_below"]), inference.adjust(t["p_above"])
     t["below"] = t["p_below"] < alpha
@@ -164,8 +168,8 @@ def sentences(s: pd.DataFrame, t: pd.DataFrame) -> list[str]:
     for fam, g in s.groupby("family"):
         tf = t[t["family"] == fam]
         for spec in _spec_order(g):
-            h, v = g[g["rewind_spec"] == spec].sort_values("level"), tf[tf["rewind_spec"] == spec]
-            worst = h.loc[h["barrier"].idxmax()]
+            v = tf[tf["rewind_spec"] == spec]
+            worst = v.loc[v["mean"].idxmax()]
             parts = [f"detectably below {STABLE:.0%} at {int((v['verdict'] == 'stable').sum())} of {len(v)} levels"]
             for verdict, what in (("unstable", "detectably above"), ("inconclusive", f"inconclusive with "
                                                                      f"{int(v['n'].min()) if len(v) else 0} seeds")):
@@ -173,10 +177,10 @@ def sentences(s: pd.DataFrame, t: pd.DataFrame) -> list[str]:
                 if len(hit):
                     parts.append(f"{what} at {_levels(hit)}")
             out.append(f"{fam}, rewind to {spec}: barrier " + "; ".join(parts) + f" (one-sided t-tests, Holm over "
-                       f"the {len(t)} barrier tests); largest mean {worst['barrier']:.3f} at "
+                       f"the {len(t)} barrier tests); largest mean {worst['mean']:.3f} at "
                        f"{stats.pct(worst['density'])} density"
-                       + (f" (95% CI {worst['lo']:.3f} to {worst['hi']:.3f})" if np.isfinite(worst["lo"]) else "")
-                       + ".")
+                       + (f" (one-sided {1 - inference.ALPHA:.0%} upper bound {worst['upper']:.3f})"
+                          if np.isfinite(worst["upper"]) else "") + ".")
         out.append(_verdict_line(fam, stable_by_test.get(fam, []), _mean_stable(g)))
     return out
 

@@ -84,6 +84,17 @@ def test_each_claim_is_tested_and_holds_where_the_data_says_so(make_row):
     assert set(kept["verdict"]) <= {"equivalent", "inconclusive"} and "lower" not in set(kept["verdict"])
 
 
+def test_a_claim_over_several_designs_names_each_design(make_row):
+    rows = _rows(make_row, methods=("imp",))
+    other = rows.assign(run_id=rows["run_id"] + "k", test_acc=rows["test_acc"] + 0.1 * rows["level"],
+                        config_json=[c[:-1] + ', "prune.rewind_step": "5it"}' for c in rows["config_json"]])
+    words = claims.sentences("accuracy falls", claims.all_claims(pd.concat([rows, other]), floors.floors(rows))[
+        "accuracy falls"])
+    assert any(w.startswith("imp [prune.rewind_step=5it]: ") and "lower" not in w for w in words)
+    assert any(w.startswith("imp [prune.rewind_step=None]: lower at 40%") for w in words)
+    assert "of 2 methods and designs" in words[0]
+
+
 def test_imps_kept_accuracy_is_said_only_as_far_as_its_tests_go(make_row):
     """The headline 'IMP keeps dense accuracy' is a TOST result, never a point estimate called equality."""
     rows = _rows(make_row, seeds=8)

@@ -104,6 +104,10 @@ def test_instability_stability_is_a_test_not_a_mean(make_row):
     p = sps.ttest_1samp([0.002, 0.001, 0.003], 0.02, alternative="less").pvalue
     assert v.loc[("50it", 1), "p_below"] == pytest.approx(p)
     assert v.loc[("50it", 1), "p_below_holm"] == pytest.approx(min(1, 6 * p))  # the smallest p: Holm's first step
+    # The quoted bound is the test's own: under 2% exactly when p_below < 0.05.
+    assert ((v["upper"] < 0.02) == (v["p_below"] < 0.05)).all()
+    assert v.loc[("10it", 1), "upper"] == pytest.approx(
+        np.mean([0.01, 0.0, 0.015]) + sps.t.ppf(0.95, 2) * np.std([0.01, 0.0, 0.015], ddof=1) / np.sqrt(3))
     assert v["verdict"].to_dict() == {("0it", 0): "unstable", ("0it", 1): "unstable", ("10it", 0): "inconclusive",
                                       ("10it", 1): "inconclusive", ("50it", 0): "stable", ("50it", 1): "stable"}
     assert instability.stable_points(t) == {"imp": ["50it"]}
