@@ -561,7 +561,8 @@ def instability_section(r: Report, rows: pd.DataFrame, summary: pd.DataFrame, ou
         return
     r.heading("(h) Instability analysis (linear mode connectivity)")
     t = instability.tests(rows)
-    tested = t[["family", "rewind_spec", "level", "p_below", "p_below_holm", "p_above", "p_above_holm", "verdict"]]
+    tested = t[["family", "rewind_spec", "level", "upper", "p_below", "p_below_holm", "p_above", "p_above_holm",
+                "verdict"]]
     s.merge(tested, on=["family", "rewind_spec", "level"], how="left").to_csv(
         out / "instability.csv", index=False, float_format="%.5g")
     r.para("Two copies of each level's network train from the same start under the same mask with different "
@@ -570,8 +571,10 @@ def instability_section(r: Report, rows: pd.DataFrame, summary: pd.DataFrame, ou
            "(dashed) Frankle et al. (2020) call the start stable; matching tickets came from stable rewind points. "
            "'Stable' here is a test: each level's barriers over seeds against 2% by one-sided t-tests (below and "
            "above), Holm-adjusted over every barrier in this table; a rewind point is stable at every level when "
-           "each level's own test passes (an intersection-union test, which needs no correction). Per level: "
-           "`instability.csv`.")
+           "each level's own test passes (an intersection-union test, which needs no correction). The charts' bars "
+           "are the tables' two-sided 95% intervals (logit scale, so wide and lopsided with 3 seeds) and may cross "
+           "2% where a test passes; the one-sided bound each sentence quotes is the test's own. Per level, with "
+           "every p-value: `instability.csv`.")
     r.bullets(instability.sentences(s, t))
     r.chart(instability.charts(s, instability.paths(rows)), "instability", "instability barrier charts")
 
