@@ -100,7 +100,10 @@ def knee_sentence(acc: pd.DataFrame, design: str, margin: float, family: str = "
     near = _run_length(g["mean"] >= -margin)
     estimate = (f"; its mean stays within {pts} down to {stats.pct(g['density'].iloc[near - 1])} density (a point "
                 f"estimate, not a test)" if near else "")
-    return (f"{name}'s accuracy: the {pts} equivalence test passes at no pruned level with {int(g['n'].max())} "
+    seeds = int(g["n"].max())
+    if seeds < 2:  # nothing can be tested, so neither "equivalent" nor "not lower" is said
+        return f"{name}'s accuracy: one seed, so no test{estimate}"
+    return (f"{name}'s accuracy: the {pts} equivalence test passes at no pruned level with {seeds} "
             f"seeds{estimate}{lost}")
 
 

@@ -112,6 +112,9 @@ def test_imps_kept_accuracy_is_said_only_as_far_as_its_tests_go(make_row):
     # a 0.05-point margin is narrower than the seeds' noise allows: no equivalence, only the point estimate
     tight = claims.all_claims(flat, fl, {"test_acc": 0.0005})["accuracy falls"]
     assert "(a point estimate, not a test)" in claims.knee_sentence(tight, design, 0.0005)
+    # one seed: nothing is tested, so "no level is detectably lower" is not said either
+    one = claims.all_claims(rows[rows["seed"] == 0], floors.floors(rows))["accuracy falls"]
+    assert claims.knee_sentence(one, design, 0.01) == "IMP's accuracy: one seed, so no test"
 
 
 def test_the_gallery_seed_is_the_median_seed_for_every_method(make_row):
