@@ -58,11 +58,17 @@ def _floor_layers(floor: pd.Series | None) -> list[alt.Chart]:
 
 
 def curve(summary: pd.DataFrame, metric: str, title: str, dense_band: bool = False,
-          floor: pd.Series | None = None, keep: list[str] | None = None, subtitle: str = "") -> alt.Chart:
+          floor: pd.Series | None = None, keep: list[str] | None = None, subtitle: str = "",
+          palette: pd.Series | None = None) -> alt.Chart:
     """Mean of `metric` vs density per method, its 95% interval (inside the metric's range) as a band; the
     y-axis zoomed to the data. `dense_band`: the dense models' interval in grey; `floor`: a noise floor as a
     grey band with a dashed line (floors.floors); `keep`: only these series set the y-axis (the others are
-    clipped at its edge, named in `subtitle`)."""
+    clipped at its edge, named in `subtitle`). `palette`: every series of the figure this chart sits in
+    (default: all of `summary`'s, measured or not), so that panels side by side share one colour domain."""
+    # Vega-Lite merges the colour scales of concatenated panels: the union of their domains, with the
+    # range of one of them. Panels whose domains differ (a metric missing for a method, a zoomed panel)
+    # would then paint a method in another's colour; one domain for the whole figure avoids it.
+    palette = summary["family"] if palette is None else palette
     cols = ["family", "density", "level", "seeds", metric, f"{metric}_lo", f"{metric}_hi"]
     d = summary[cols].dropna(subset=[metric]).copy()
     d["band_of"] = d["family"]  # the bands' fill field (colors.fill)
@@ -70,13 +76,13 @@ def curve(summary: pd.DataFrame, metric: str, title: str, dense_band: bool = Fal
     dom = _domain([zoom[metric], zoom[f"{metric}_lo"], zoom[f"{metric}_hi"]]
                   + ([pd.Series([floor["lo"], floor["hi"]])] if floor is not None else []),
                   inference.RANGES.get(metric))
-    color = colors.encoding(d["family"])
+    color = colors.encoding(palette)
     base = alt.Chart(d).encode(x=density_x(d["density"]))
     band = base.mark_area(opacity=0.15, clip=True).encode(y=alt.Y(f"{metric}_lo:Q", scale=alt.Scale(domain=dom)),
-                                                          y2=f"{metric}_hi:Q", fill=colors.fill(d["family"]))
+                                                          y2=f"{metric}_hi:Q", fill=colors.fill(palette))
     line = base.mark_line(point=True, clip=True).encode(
         y=alt.Y(f"{metric}:Q", title=title, scale=alt.Scale(domain=dom, zero=False)), color=color,
-        strokeDash=colors.dash(d["family"]),
+        strokeDash=colors.dash(palette),
         tooltip=["family", "level", alt.Tooltip("density:Q", format=".4f"), alt.Tooltip(f"{metric}:Q", format=".4f"),
                  alt.Tooltip(f"{metric}_lo:Q", format=".4f"), alt.Tooltip(f"{metric}_hi:Q", format=".4f"), "seeds"])
     layers = [band, line]
@@ -103,7 +109,8 @@ def lth_curves(shown: pd.DataFrame) -> alt.HConcatChart:
     charts = [curve(shown, "test_acc", "test accuracy (every method)", dense_band=True)]
     if off and near:
         charts.append(curve(shown[shown["family"].isin(near)], "test_acc", "test accuracy, zoomed",
-                            dense_band=True, subtitle="left out (more than 15 points below dense): " + ", ".join(off)))
+                            dense_band=True, subtitle="left out (more than 15 points below dense): " + ", ".join(off),
+                            palette=shown["family"]))
     return alt.hconcat(*charts)
 
 
@@ -135,7 +142,7 @@ def diff_chart(diffs: pd.DataFrame, metric: str, title: str, scale: float = 1.0,
     d["x"] = d["density"].astype(float) * d["family"].map(
         {f: 1.08 ** (i - (len(fams) - 1) / 2) for i, f in enumerate(fams)}).astype(float)
     dom = _domain([d[f"d_{metric}"], d[f"d_{metric}_lo"], d[f"d_{metric}_hi"], pd.Series([0.0])])
-    color = colors.encoding(d["family"])
+    color = colors.encoding(diffs["family"])  # every panel of the figure: one domain (see `curve`)
     base = alt.Chart(d).encode(x=density_x(d["density"], "x"), color=color)
     bars = base.mark_errorbar(ticks=True, clip=True).encode(
         y=alt.Y(f"d_{metric}_lo:Q", title=title, scale=alt.Scale(domain=dom)), y2=f"d_{metric}_hi:Q")

@@ -139,6 +139,40 @@ def test_a_method_has_one_colour_in_every_chart_from_the_registry():
     assert colors.method_color("not_a_method") == colors.method_color("not_a_method")  # stable fallback
 
 
+def _color_scales(spec) -> list[dict]:
+    """Every colour scale (domain, range) in a Vega-Lite spec."""
+    out = []
+    if isinstance(spec, dict):
+        enc = spec.get("encoding", {}).get("color", {})
+        if "scale" in enc:
+            out.append(enc["scale"])
+        for v in spec.values():
+            out += _color_scales(v)
+    elif isinstance(spec, list):
+        for v in spec:
+            out += _color_scales(v)
+    return out
+
+
+def test_panels_side_by_side_share_one_colour_domain_when_one_leaves_a_method_out(make_row):
+    """Vega-Lite unites the domains of concatenated panels but keeps one panel's range: a panel that leaves a
+    method out (off scale, not measured) must not shift the others' colours (random drawn in reinit's)."""
+    import altair as alt
+
+    rows = _rows(make_row, methods=("imp", "random", "reinit", "snip"))
+    rows.loc[rows["method"] == "random", "test_acc"] -= 0.5  # off the zoomed accuracy panel
+    diffs = stats.paired_differences(rows)
+    fig = alt.hconcat(report.diff_chart(diffs, "test_acc", "acc", 100.0, zoom_to=10.0),
+                      report.diff_chart(diffs, "cam_spearman", "cam", zoom_to=0.4)).to_dict()
+    scales = _color_scales(fig)
+    assert len(scales) >= 2 and all(sc == scales[0] for sc in scales)
+    painted = {colors.method_of(f): c for f, c in zip(scales[0]["domain"], scales[0]["range"], strict=True)}
+    assert painted == {m: colors.method_color(m) for m in ("random", "reinit", "snip")}
+    summary = stats.level_summary(rows)
+    zoomed = report.lth_curves(summary).to_dict()
+    assert all(sc == _color_scales(zoomed)[0] for sc in _color_scales(zoomed))
+
+
 def test_the_report_carries_floors_claims_per_seed_tables_and_declared_margins(make_row, tmp_path):
     rows = _rows(make_row)
     rows["probe_cams"] = None
