@@ -114,26 +114,49 @@ def lth_curves(shown: pd.DataFrame) -> alt.HConcatChart:
     return alt.hconcat(*charts)
 
 
-def diff_chart(diffs: pd.DataFrame, metric: str, title: str, scale: float = 1.0, zoom_to: float | None = None
-               ) -> alt.Chart:
-    """Paired difference (method - IMP) vs density with 95% CI bars, and the zero line; the y-axis zoomed to
-    the data. `zoom_to`: series whose intervals reach beyond +-zoom_to (in the drawn units) are left out and
-    named in the subtitle, so a collapsing control does not hide 1-point effects. An interval clipped at
-    the range a difference can take ends in a triangle."""
+def _diff_panel(diffs: pd.DataFrame, metric: str, scale: float, zoom_to: float | None
+                ) -> tuple[pd.DataFrame, list[str]]:
+    """The rows one difference panel draws (in drawn units) and the series it leaves out as off scale:
+    those whose intervals reach beyond +-zoom_to, unless that would leave nothing."""
     cols = ["family", "density", "level", "pairs", f"d_{metric}", f"d_{metric}_lo", f"d_{metric}_hi",
             f"{metric}_clipped", f"{metric}_verdict"]
     d = diffs[cols].dropna(subset=[f"d_{metric}"]).copy()
     for c in (f"d_{metric}", f"d_{metric}_lo", f"d_{metric}_hi"):
         d[c] = d[c] * scale
+    if zoom_to is None:
+        return d, []
+    reach = d.groupby("family")[[f"d_{metric}", f"d_{metric}_lo", f"d_{metric}_hi"]].agg(
+        lambda v: float(np.abs(v).max()))  # NaN-skipping: a single pair has no interval
+    far = sorted(reach[(reach > zoom_to).any(axis=1)].index)
+    if not far or len(far) == d["family"].nunique():
+        return d, []
+    return d, far
+
+
+def diff_panels(diffs: pd.DataFrame, panels: list[tuple[str, str, float, float | None]]) -> alt.HConcatChart:
+    """Difference panels side by side, (metric, title, scale, zoom_to) each, with one colour domain: the
+    series drawn in at least one of them (so no legend entry lacks a mark, and no panel shifts colours)."""
+    drawn = set()
+    for metric, _, scale, zoom_to in panels:
+        d, far = _diff_panel(diffs, metric, scale, zoom_to)
+        drawn |= set(d["family"]) - set(far)
+    palette = pd.Series(sorted(drawn or set(diffs["family"])))
+    return alt.hconcat(*[diff_chart(diffs, m, t, sc, z, palette) for m, t, sc, z in panels])
+
+
+def diff_chart(diffs: pd.DataFrame, metric: str, title: str, scale: float = 1.0, zoom_to: float | None = None,
+               palette: pd.Series | None = None) -> alt.Chart:
+    """Paired difference (method - IMP) vs density with 95% CI bars, and the zero line; the y-axis zoomed to
+    the data. `zoom_to`: series whose intervals reach beyond +-zoom_to (in the drawn units) are left out and
+    named in the subtitle, so a collapsing control does not hide 1-point effects. An interval clipped at
+    the range a difference can take ends in a triangle. `palette`: the series of the whole figure (see
+    `diff_panels`; default: every series of `diffs`)."""
+    d, far = _diff_panel(diffs, metric, scale, zoom_to)
     subtitle = ""
-    if zoom_to is not None:
-        reach = d.groupby("family")[[f"d_{metric}", f"d_{metric}_lo", f"d_{metric}_hi"]].agg(
-            lambda v: float(np.abs(v).max()))  # NaN-skipping: a single pair has no interval
-        far = sorted(reach[(reach > zoom_to).any(axis=1)].index)
-        if far and len(far) < d["family"].nunique():
-            worst = d[d["family"].isin(far)].groupby("family")[f"d_{metric}"].min()
-            subtitle = "off scale: " + ", ".join(f"{f} (down to {worst[f]:+.3g})" for f in far)
-            d = d[~d["family"].isin(far)]
+    if far:
+        worst = d[d["family"].isin(far)].groupby("family")[f"d_{metric}"].min()
+        subtitle = "off scale: " + ", ".join(f"{f} (down to {worst[f]:+.3g})" for f in far)
+        d = d[~d["family"].isin(far)]
     if d.empty:  # not measured in this sweep (e.g. concepts disabled)
         return alt.Chart(pd.DataFrame({"t": ["not measured in this sweep"]})).mark_text().encode(
             text="t:N").properties(width=300, height=220, title=title)
@@ -142,7 +165,7 @@ def diff_chart(diffs: pd.DataFrame, metric: str, title: str, scale: float = 1.0,
     d["x"] = d["density"].astype(float) * d["family"].map(
         {f: 1.08 ** (i - (len(fams) - 1) / 2) for i, f in enumerate(fams)}).astype(float)
     dom = _domain([d[f"d_{metric}"], d[f"d_{metric}_lo"], d[f"d_{metric}_hi"], pd.Series([0.0])])
-    color = colors.encoding(diffs["family"])  # every panel of the figure: one domain (see `curve`)
+    color = colors.encoding(diffs["family"] if palette is None else palette)  # one domain a figure (`curve`)
     base = alt.Chart(d).encode(x=density_x(d["density"], "x"), color=color)
     bars = base.mark_errorbar(ticks=True, clip=True).encode(
         y=alt.Y(f"d_{metric}_lo:Q", title=title, scale=alt.Scale(domain=dom)), y2=f"d_{metric}_hi:Q")
@@ -412,9 +435,9 @@ def build(rows: pd.DataFrame, out: Path, masks: tickets.Masks | None = None, con
         r.para("Mean paired difference with its 95% interval. A series whose intervals reach beyond the zoomed "
                "axis is left out of that panel and named under its title; a triangle marks an interval clipped at "
                "the range a difference can take.")
-        r.chart(alt.hconcat(diff_chart(diffs, "test_acc", "Δ accuracy vs IMP (points)", 100.0, zoom_to=10.0),
-                            diff_chart(diffs, "cam_spearman", "Δ Grad-CAM Spearman vs IMP", zoom_to=0.4),
-                            diff_chart(diffs, "concept_topk_overlap", "Δ concept overlap vs IMP", zoom_to=0.4)),
+        r.chart(diff_panels(diffs, [("test_acc", "Δ accuracy vs IMP (points)", 100.0, 10.0),
+                                    ("cam_spearman", "Δ Grad-CAM Spearman vs IMP", 1.0, 0.4),
+                                    ("concept_topk_overlap", "Δ concept overlap vs IMP", 1.0, 0.4)]),
                 "paired_differences", "paired differences against IMP")
         r.bullets([stats.sentence(rec) for _, rec in diffs.sort_values(["family", "level"]).iterrows()])
     r.heading("(e) Pareto fronts of accuracy vs Grad-CAM fidelity, per density band")
