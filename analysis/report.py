@@ -271,7 +271,7 @@ class Report:
         (self.out / "report.md").write_text(f"# {title}\n\n" + "\n".join(self.md))
 
 
-def _design_text(rows: pd.DataFrame, margins: dict[str, float]) -> list[str]:
+def _design_text(rows: pd.DataFrame, margins: dict[str, float], tables: list[str]) -> list[str]:
     from lthray.config import from_flat
 
     c = from_flat(json.loads(rows["config_json"].iloc[0]))
@@ -299,8 +299,8 @@ def _design_text(rows: pd.DataFrame, margins: dict[str, float]) -> list[str]:
         "'lower' means Holm p < 0.05. 'Equivalent' needs the Holm-adjusted equivalence test (TOST) to pass at the "
         f"declared margin ({shown}; `--margin METRIC=VALUE` changes one); anything else is 'inconclusive with N "
         "seeds', with the difference that 80% power would need at the family's first Holm step.",
-        "Every number comes from `per_seed.csv` (one row per trial and level), `summary.csv` and "
-        "`paired_differences.csv`, beside this report.",
+        "Every number comes from `per_seed.csv` (one row per trial and level) and the tables beside this report: "
+        + ", ".join(f"`{t}`" for t in tables if t != "per_seed.csv") + ".",
     ]
 
 
@@ -367,7 +367,8 @@ def build(rows: pd.DataFrame, out: Path, masks: tickets.Masks | None = None, con
         " (RANDOM concept bank: concept results check the pipeline only)" if random_bank else "")
     r = Report(out)
     r.heading("Design")
-    r.bullets(_design_text(rows, margins))
+    r.bullets(_design_text(rows, margins, ["per_seed.csv", "summary.csv", "noise_floors.csv"]
+                           + ([] if diffs.empty else ["paired_differences.csv"])))
     if summary["design"].nunique() > 1:
         r.para("Several designs are present; each is drawn as its own line and comparisons stay within one "
                "design. They differ in: " + "; ".join(sorted(stats.design_names(summary).values())) + ".")
