@@ -83,7 +83,7 @@ def overlap(rows: pd.DataFrame, masks: Masks) -> pd.DataFrame:
             vals = [jaccard(flat[x], flat[y]) for x, y in pairs]
             m, lo, hi, n = inference.interval(vals, (0, 1))  # a Jaccard index lies in [0, 1]
             matched = float(np.mean([layer_matched_chance(by[x], by[y]) for x, y in pairs]))
-            for x, y in {(a, b), (b, a)}:
+            for x, y in sorted({(a, b), (b, a)}):  # sorted: the table's row order is reproducible
                 out.append({"level": int(level), "density": density, "a": x, "b": y, "same_method": a == b,
                             "jaccard": m, "lo": lo, "hi": hi, "pairs": n, "chance": matched,
                             "chance_uniform": chance(density)})
