@@ -134,8 +134,10 @@ STATEMENTS = {
 
 
 def _signed(x: float) -> str:
-    """A signed number to 2 significant digits; float round-off around 0 (3.7e-17) is printed as 0."""
-    return f"{0.0 if abs(x) < 1e-12 else x:+.2g}"
+    """A signed number to 2 significant digits, but never in exponent form above 100 (-100, not -1e+02);
+    float round-off around 0 (3.7e-17) is printed as 0."""
+    out = f"{0.0 if abs(x) < 1e-12 else x:+.2g}"
+    return f"{x:+.0f}" if "e+" in out else out
 
 
 def sentences(name: str, t: pd.DataFrame) -> list[str]:

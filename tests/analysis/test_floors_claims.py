@@ -221,3 +221,9 @@ def test_the_report_builds_when_a_metric_was_never_measured(make_row, tmp_path):
     report.build(rows, tmp_path)
     assert (tmp_path / "paired_differences.png").read_bytes()[:4] == b"\x89PNG"
     assert "Concepts were disabled in this sweep" in (tmp_path / "report.md").read_text()
+
+
+def test_numbers_in_claim_sentences_read_plainly():
+    # -99.6 points is "-100", not "-1e+02"; float round-off at 0 is "+0", not "+3.7e-17"
+    assert [claims._signed(x) for x in (-99.6, -100.2, 3.7e-17, -0.0123, 2.5)] == ["-100", "-100", "+0", "-0.012",
+                                                                                  "+2.5"]
