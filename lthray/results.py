@@ -258,6 +258,9 @@ def _publish_local(final: Path, table: pa.Table) -> bool:
     first finisher of a level wins and a row is never overwritten (pyarrow.fs has no such primitive)."""
     final.parent.mkdir(parents=True, exist_ok=True)
     if final.exists():
+        # A writer SIGKILLed between its link and its cleanup left a temp file beside a published row;
+        # the next writer of the level (a resumed trial) is the one that finds it.
+        _clear_stale(final)
         return False
     tmp = storage.temp_name(final)
     try:
@@ -276,12 +279,22 @@ def _publish_local(final: Path, table: pa.Table) -> bool:
             os.link(tmp, final)  # atomic and never overwrites: the first finisher wins
         except FileExistsError:
             return False
+        except FileNotFoundError:
+            if final.exists():  # a writer that published this level first cleared our temp file as stale
+                return False
+            raise
         _fsync_dir(final.parent)
-        for stale in final.parent.glob(f".{final.name}.*.tmp"):  # left by writers killed mid-write
-            stale.unlink(missing_ok=True)
+        _clear_stale(final)
         return True
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _clear_stale(final: Path) -> None:
+    """Remove the temp files of `final` once it is published: left by writers killed mid-write or between
+    link and cleanup. A live writer whose temp file goes finds `final` published and gives up (above)."""
+    for stale in final.parent.glob(f".{final.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
 
 
 def _fsync_dir(path: Path) -> None:

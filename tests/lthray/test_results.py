@@ -26,6 +26,34 @@ def test_write_once_and_readable_without_lthray(make_row, tmp_path):
     assert results.read(tmp_path).schema.equals(results.SCHEMA)
 
 
+def test_a_temp_file_left_beside_a_published_row_is_cleared_by_the_next_writer(make_row, tmp_path):
+    """A writer SIGKILLed after its link but before its cleanup leaves its temp file; the resumed trial's
+    write of that level finds the row published and clears the leftover."""
+    assert results.write_row(tmp_path, make_row(level=0))
+    final = results.row_path(tmp_path, "run_x", 0)
+    stale = final.with_name(f".{final.name}.99999.deadbeef.tmp")
+    stale.write_bytes(final.read_bytes())
+    assert not results.write_row(tmp_path, make_row(level=0))
+    assert not stale.exists() and results.read(tmp_path).num_rows == 1
+
+
+def test_a_writer_whose_temp_file_was_cleared_gives_up_to_the_published_row(make_row, tmp_path, monkeypatch):
+    """Two writers of one level: the first publishes and clears the other's temp file as stale; the other's
+    link then finds no temp file, and it must give up (the row is there), not crash."""
+    real_link = os.link
+
+    def publish_first_then_link(src, dst):
+        Path(dst).write_bytes(Path(src).read_bytes())  # the other writer won...
+        Path(src).unlink()  # ...and cleared our temp file
+        return real_link(src, dst)
+
+    monkeypatch.setattr(results.os, "link", publish_first_then_link)
+    assert not results.write_row(tmp_path, make_row(level=0))
+    monkeypatch.setattr(results.os, "link", real_link)
+    assert results.read(tmp_path).num_rows == 1
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
+
+
 def test_hidden_temp_files_are_invisible_to_readers(make_row, tmp_path):
     results.write_row(tmp_path, make_row())
     (tmp_path / ".run_y__L000.parquet.1234.tmp").write_bytes(b"half a file")
