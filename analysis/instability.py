@@ -142,17 +142,21 @@ def tests(rows: pd.DataFrame, alpha: float = inference.ALPHA) -> pd.DataFrame:
     return t.sort_values(["family", "rewind_step", "level"]).reset_index(drop=True)
 
 
+def _points_where(g: pd.DataFrame, ok: pd.Series) -> list[str]:
+    """The rewind points of one family's table `g` at which `ok` holds at every level, in rewind order."""
+    return [spec for spec in _spec_order(g) if ok[g["rewind_spec"] == spec].all()]
+
+
 def stable_points(t: pd.DataFrame) -> dict[str, list[str]]:
     """Per family, the rewind points stable at every level by the intersection-union test (every level's
     one-sided p_below < alpha), in rewind order."""
-    return {fam: [spec for spec in _spec_order(g) if g.loc[g["rewind_spec"] == spec, "below"].all()]
-            for fam, g in t.groupby("family")}
+    return {fam: _points_where(g, g["below"]) for fam, g in t.groupby("family")}
 
 
 def _mean_stable(g: pd.DataFrame) -> list[str]:
     """The rewind points of one family whose mean barrier is below the threshold at every level (a point
     estimate)."""
-    return [spec for spec in _spec_order(g) if (g.loc[g["rewind_spec"] == spec, "barrier"] < STABLE).all()]
+    return _points_where(g, g["barrier"] < STABLE)
 
 
 def _levels(h: pd.DataFrame) -> str:

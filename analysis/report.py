@@ -300,7 +300,7 @@ def _design_text(rows: pd.DataFrame, margins: dict[str, float], tables: list[str
         f"declared margin ({shown}; `--margin METRIC=VALUE` changes one); anything else is 'inconclusive with N "
         "seeds', with the difference that 80% power would need at the family's first Holm step.",
         "Every number comes from `per_seed.csv` (one row per trial and level) and the tables beside this report: "
-        + ", ".join(f"`{t}`" for t in tables if t != "per_seed.csv") + ".",
+        + ", ".join(f"`{t}`" for t in tables) + ".",
     ]
 
 
@@ -367,7 +367,7 @@ def build(rows: pd.DataFrame, out: Path, masks: tickets.Masks | None = None, con
         " (RANDOM concept bank: concept results check the pipeline only)" if random_bank else "")
     r = Report(out)
     r.heading("Design")
-    r.bullets(_design_text(rows, margins, ["per_seed.csv", "summary.csv", "noise_floors.csv"]
+    r.bullets(_design_text(rows, margins, ["summary.csv", "noise_floors.csv"]
                            + ([] if diffs.empty else ["paired_differences.csv"])))
     if summary["design"].nunique() > 1:
         r.para("Several designs are present; each is drawn as its own line and comparisons stay within one "
@@ -385,8 +385,8 @@ def build(rows: pd.DataFrame, out: Path, masks: tickets.Masks | None = None, con
     design = main_design(summary)
     r.heading("Findings")
     tables = claims.all_claims(rows, fl, margins)
-    r.bullets(findings(summary, diffs, fl, tables.get("accuracy falls"), margins["test_acc"],
-                       instability.tests(rows)))
+    barriers = instability.tests(rows)  # once: the headline and section (h) read the same tests
+    r.bullets(findings(summary, diffs, fl, tables.get("accuracy falls"), margins["test_acc"], barriers))
     claims_section(r, tables)
 
     r.heading("(a) The lottery-ticket curve")
@@ -445,7 +445,7 @@ def build(rows: pd.DataFrame, out: Path, masks: tickets.Masks | None = None, con
     r.chart(pareto_bands(rows), "pareto_bands", "Pareto fronts per density band")
     gallery_section(r, rows, out, "(f) ")
     ticket_section(r, rows, masks or {}, out)
-    instability_section(r, rows, summary, out)
+    instability_section(r, rows, summary, barriers, out)
     r.write(title)
     return out / "report.html"
 
@@ -585,13 +585,13 @@ def ticket_section(r: Report, rows: pd.DataFrame, masks: tickets.Masks, out: Pat
     r.chart(tickets.layer_chart(ld[~ld["family"].isin(same)]), "layer_density", "per-layer density per method")
 
 
-def instability_section(r: Report, rows: pd.DataFrame, summary: pd.DataFrame, out: Path) -> None:
-    """(h) Linear mode connectivity: the error barrier vs rewind point and density."""
+def instability_section(r: Report, rows: pd.DataFrame, summary: pd.DataFrame, t: pd.DataFrame, out: Path) -> None:
+    """(h) Linear mode connectivity: the error barrier vs rewind point and density; `t`: the barrier tests
+    (instability.tests of `rows`)."""
     s = instability.from_levels(summary)
     if s.empty:
         return
     r.heading("(h) Instability analysis (linear mode connectivity)")
-    t = instability.tests(rows)
     tested = t[["family", "rewind_spec", "level", "upper", "p_below", "p_below_holm", "p_above", "p_above_holm",
                 "verdict"]]
     s.merge(tested, on=["family", "rewind_spec", "level"], how="left").to_csv(
