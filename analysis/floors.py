@@ -5,7 +5,7 @@
   far their PCBMs' top concepts do is the change that replacing the network by another equally trained
   one brings. A pruned model's drift from its own dense model within this floor is no more than that.
 - Refit: one dense backbone's PCBM fitted twice (another fit seed, a bootstrap of the bank's images;
-  `lottery.refit_pcbm`). A concept shift within this floor is indistinguishable from refitting.
+  `trial.measure.refit_pcbm`). A concept shift within this floor is indistinguishable from refitting.
 
 Both come from level-0 rows (`reference_cams`, `reference_lrp`, `top_concepts`, `concept_refit_*`); rows
 written before schema 6 have none, and their floors are absent (the report says so).

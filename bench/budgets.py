@@ -10,7 +10,7 @@ training and explaining, each level counted once (a level another trial reused c
 Beside it, the same with the test-set pass counted as work too (eval_seconds: test accuracy, the study's
 first metric, and the test features the concept bottleneck reads); rows before schema 8 lack it.
 Level trainings: those the sweep did (rows whose own train_seconds > 0) against the unique ones (distinct
-lineage keys, lthray.share), the work a sweep that never computes anything twice does.
+lineage keys, lthray.trial.cache), the work a sweep that never computes anything twice does.
 
 --demo times the demo sweep (the fashion-demo preset through Ray, concept bank computed cold in a fresh
 cache) and its analysis, then runs the very same trials without Ray: two plain `python -m lthray`
@@ -82,8 +82,8 @@ def efficiency(rows: pd.DataFrame, wall: float, cores: int) -> tuple[float, floa
     the seconds of each part summed) of a sweep."""
     import json
 
-    from lthray import share
     from lthray.config import from_flat
+    from lthray.trial import cache as share
 
     ok = rows[rows["status"] == "ok"]
     work = float((ok["train_seconds"] + ok["explain_seconds"]).sum())

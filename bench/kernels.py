@@ -41,7 +41,7 @@ _CHILD = """
 import json, sys, tempfile, torch
 torch.set_num_threads(1)
 from lthray.config import from_flat
-from lthray.lottery import run_trial
+from lthray.trial import run_trial
 from tests.lthray.test_golden import FLAT
 with tempfile.TemporaryDirectory() as d:
     rows = run_trial(from_flat({**FLAT, "train.dtype": sys.argv[2]}), d + "/w", d + "/r", device="cpu")

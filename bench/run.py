@@ -105,7 +105,7 @@ def bench_training(steps: int) -> list[tuple]:
 
 def bench_explain() -> list[tuple]:
     """One dense level and one pruned level of the digits preset; the share of the pruned level's wall."""
-    from lthray.lottery import run_trial
+    from lthray.trial import run_trial
     from sweeps.presets import PRESETS
 
     cfg = from_flat({**PRESETS["digits"].base, "prune.levels": 1})
@@ -183,7 +183,7 @@ def bench_explain_parts() -> list[tuple]:
 
 def bench_controls() -> list[tuple]:
     """Trial wall time of the new controls and of the instability analysis, as ratios to plain IMP."""
-    from lthray.lottery import run_trial
+    from lthray.trial import run_trial
     from sweeps.presets import PRESETS
 
     base = {**PRESETS["digits"].base, "prune.levels": 2, "prune.rate": 0.5}
@@ -203,7 +203,7 @@ def bench_controls() -> list[tuple]:
 
 def bench_ray(n: int) -> list[tuple]:
     """N smoke trials through Ray (2 at once, 1 CPU each) vs the same N back to back in one process."""
-    from lthray.lottery import run_trial
+    from lthray.trial import run_trial
     from sweeps.presets import PRESETS
 
     base = {**PRESETS["smoke"].base, "train.epochs": 6, "prune.levels": 3}

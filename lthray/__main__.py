@@ -15,8 +15,8 @@ import torch
 from lthray import data
 from lthray.config import ConfigError, parse_override, run_id
 from lthray.explain.concepts import ConceptBankUnavailable
-from lthray.lottery import run_trial
 from lthray.results import progress_line
+from lthray.trial import run_trial
 from lthray.validate import config
 
 

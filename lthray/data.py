@@ -6,6 +6,7 @@ augmentation (random translate, optional flip) is done on the batch tensor in on
 
 from __future__ import annotations
 
+import enum
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -209,15 +210,28 @@ def steps_per_epoch(num_train: int, batch_size: int) -> int:
     return num_train // batch_size
 
 
-def step_seed(seed: int, salt: int, n: int) -> int:
-    """A seed for draw `n` of kind `salt` (1: epoch order, 2: augmentation) of a trial seeded `seed`."""
-    return (seed * 1_000_003 + salt * 7_919 + n) % (2**63 - 1)
+class Salt(enum.IntEnum):
+    """Every kind of random draw a trial makes, named in one place: each gets its own stream of seeds
+    (`step_seed`), so adding a draw of one kind never shifts another's. The values are part of every
+    stored result: changing one changes what a seed means."""
+
+    EPOCH_ORDER = 1  # n = epoch
+    AUGMENT = 2  # n = step
+    REINIT = 3  # the reinit control's fresh initialisation, n = level
+    INSTABILITY_COPY = 4  # the instability analysis's second data order, n = level
+    SANITY = 5  # the randomisation sanity check's weights, n = 0
+    PCBM_REFIT = 6  # the refit noise floor's fit seed and bootstrap, n = 0
+
+
+def step_seed(seed: int, salt: Salt, n: int) -> int:
+    """A seed for draw `n` of kind `salt` of a trial seeded `seed`."""
+    return (seed * 1_000_003 + int(salt) * 7_919 + n) % (2**63 - 1)
 
 
 def epoch_order(num: int, seed: int, epoch: int) -> torch.Tensor:
     """The order of epoch `epoch`: a pure function of (seed, epoch), so resuming or rewinding to any step
     replays the very batches an uninterrupted run sees."""
-    return torch.randperm(num, generator=torch.Generator().manual_seed(step_seed(seed, 1, epoch)))
+    return torch.randperm(num, generator=torch.Generator().manual_seed(step_seed(seed, Salt.EPOCH_ORDER, epoch)))
 
 
 def batch_at(data: Data, order: torch.Tensor, i: int, batch_size: int,

@@ -51,7 +51,7 @@ def col(kind: pa.DataType, doc: str, *, nullable: bool = False, report: bool = F
 @dataclass(frozen=True, kw_only=True)
 class LevelRecord:
     """One trial's result at one pruning level. Each field is a column, in this order: adding a column
-    is adding a field here (and computing it in a stage of lottery.py)."""
+    is adding a field here (and computing it in a step of lthray/trial/measure.py)."""
 
     sweep: str = col(_S, "sweep name ('single' for python -m lthray)")
     run_id: str = col(_S, "hash of the config's non-default fields: names the run's folder", report=True)
@@ -60,7 +60,7 @@ class LevelRecord:
     scope: str = col(_S, "global: one ranking over all layers | layer: same fraction per layer")
     model: str = col(_S, "model name (models.MODELS)")
     dataset: str = col(_S, "dataset name (data.DATASETS)")
-    rewind: str = col(_S, "weight | lr | finetune (lottery.REWINDS)")
+    rewind: str = col(_S, "weight | lr | finetune (rewind.REWINDS)")
     rewind_step: int = col(_I, "rewind point k in iterations")
     rewind_spec: str = col(_S, "rewind point as written in the config ('0it', '1ep')")
     guidance_weight: float = col(_F, "g in (1-g)*magnitude + g*guide", report=True, show="g={:.2f}")
@@ -127,8 +127,8 @@ class LevelRecord:
                                              nullable=True)
     reference_lrp: list[float] | None = col(pa.list_(pa.float32()), "level 0 only: the LRP maps of every probe "
                                             "image, flattened N x H x W", nullable=True)
-    shared_from: str | None = col(_S, "the run_id whose stored level this row reused (lthray.share; null: the trial "
-                                  "computed the level itself)", nullable=True)
+    shared_from: str | None = col(_S, "the run_id whose stored level this row reused (lthray.trial.cache; null: the "
+                                  "trial computed the level itself)", nullable=True)
     train_steps: int = col(_I, "optimizer steps trained at this level", report=True)
     train_seconds: float = col(_F, "wall time of this trial's own training at this level (0 for a reused one)")
     eval_seconds: float | None = col(_F, "wall time of the test-set pass: accuracy, loss and the test features the "

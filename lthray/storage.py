@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -85,15 +86,67 @@ def read_text(location: str | Path) -> str:
         return f.read().decode()
 
 
-def write_text(location: str | Path, text: str) -> None:
-    """Write a small text file whole (locally through a temp file; an object store publishes on close)."""
+def write_bytes(location: str | Path, payload: bytes) -> None:
+    """Write a file whole: locally through a temp file and a rename, on an object store in one upload (an
+    object appears when its upload completes). The one place that branches on where a file lives."""
     fs, path = resolve(location)
     if isinstance(fs, pafs.LocalFileSystem):
-        atomic_write(Path(path), lambda fh: fh.write(text.encode()))
+        atomic_write(Path(path), lambda fh: fh.write(payload))
         return
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     with fs.open_output_stream(path) as f:
-        f.write(text.encode())
+        f.write(payload)
+
+
+def read_bytes(location: str | Path) -> bytes:
+    fs, path = resolve(location)
+    with fs.open_input_stream(path) as f:
+        return f.read()
+
+
+def write_text(location: str | Path, text: str) -> None:
+    """Write a small text file whole (see write_bytes)."""
+    write_bytes(location, text.encode())
+
+
+class Unsealed(ValueError):
+    """A sealed file that cannot be trusted: truncated, altered, or not of the expected kind."""
+
+
+def seal(magic: bytes, obj: object) -> bytes:
+    """lthray's one checkpoint format: `magic`, the sha256 of the torch.save bytes, then those bytes. The
+    trial's state.pt and the sweep's shared levels both use it; a kill -9 mid-write is caught by the
+    rename (atomic_write), silent corruption by the checksum."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    blob = buf.getvalue()
+    return magic + hashlib.sha256(blob).digest() + blob
+
+
+def unseal(data: bytes, magic: bytes, *, legacy: bool = False) -> dict:
+    """The object `seal` wrote, loaded as plain tensors (weights_only: a checkpoint is data, never code to
+    unpickle); Unsealed when the checksum or the bytes are wrong. `legacy`: accept bytes without `magic`
+    (state.pt files written before checksums), checked by torch's own zip reader only."""
+    import io
+
+    import torch
+
+    if data.startswith(magic):
+        digest, blob = data[len(magic) : len(magic) + 32], data[len(magic) + 32 :]
+        if hashlib.sha256(blob).digest() != digest:
+            raise Unsealed(f"checksum mismatch ({len(data)} bytes; truncated or altered)")
+    elif legacy:
+        blob = data
+    else:
+        raise Unsealed("checksum mismatch (not a sealed lthray file)")
+    try:
+        return torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise Unsealed(f"not a readable checkpoint ({type(e).__name__}: {e})") from None
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ from torch import nn
 
 from lthray import masks
 from lthray.config import TrainConfig
-from lthray.data import Data, batch_at, epoch_order, step_seed, steps_per_epoch
+from lthray.data import Data, Salt, batch_at, epoch_order, step_seed, steps_per_epoch
 from lthray.masks import Mask
 from lthray.models.common import CamModel
 from lthray.modes import eval_mode
@@ -89,7 +89,8 @@ def train(
         epoch, i = divmod(step, spe)
         if epoch != order_epoch:
             order, order_epoch = epoch_order(len(data.train_x), seed, epoch).to(data.train_x.device), epoch
-        x, y = batch_at(data, order, i, cfg.batch_size, torch.Generator().manual_seed(step_seed(seed, 2, step)))
+        g = torch.Generator().manual_seed(step_seed(seed, Salt.AUGMENT, step))
+        x, y = batch_at(data, order, i, cfg.batch_size, g)
         for group in opt.param_groups:
             group["lr"] = constant_lr if constant_lr is not None else lr_at(step, cfg.epochs * spe, cfg)
         with autocast:

@@ -114,7 +114,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the sweep STORAGE/NAME (error if none)")
     p.add_argument("--no-share", dest="share", action="store_false",
                    help="compute every trial's levels itself (default: a level another trial of the sweep "
-                        "computed, e.g. every method's dense level 0 at one seed, is reused; lthray.share)")
+                        "computed, e.g. every method's dense level 0 at one seed, is reused; lthray.trial.cache)")
     p.add_argument("--confirm", default=None, metavar="SEARCH",
                    help="re-run the Pareto set of the finished search SEARCH (same --storage), each front config "
                         "and IMP at its schedule and rewind, with --seeds fresh seeds: a paired grid in the sweep "

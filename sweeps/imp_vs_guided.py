@@ -173,7 +173,7 @@ def trackers(args: argparse.Namespace, store: Store) -> list[Any]:
 
 def rewind_points(preset: Preset) -> tuple[int, ...]:
     """Every rewind step (in iterations) the sweep's trials can ask for: level 0, shared by all of them
-    (lthray.share), saves each. From the preset's rewind_step choices, with the other keys at their first."""
+    (lthray.trial.cache), saves each. From the preset's rewind_step choices, with the other keys at their first."""
     from lthray import schedule
     from lthray.config import ConfigError
     from lthray.validate import config

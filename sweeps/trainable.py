@@ -16,8 +16,8 @@ import torch
 from ray import tune
 
 from lthray.config import run_id
-from lthray.lottery import STATE, last_level, run_trial
 from lthray.results import REPORTED
+from lthray.trial import STATE, last_level, run_trial
 from lthray.validate import config
 
 # final accuracy, final Grad-CAM fidelity and final concept fidelity (all to the dense model)
@@ -38,7 +38,7 @@ def trainable(params: dict[str, Any], *, base: dict[str, Any], results_dir: str,
               runs_dir: str | None = None, shared: str | None = None, rewind_points: tuple[int, ...] = ()) -> None:
     """Run the trial for base+params, from whichever is further along: Tune's checkpoint or the run's
     own folder RUNS_DIR/RUN_ID (shared by every trial of that config, so none redoes finished work).
-    `shared`: the sweep's store of finished levels (lthray.share), `rewind_points` the steps level 0 saves."""
+    `shared`: the sweep's store of finished levels (lthray.trial.cache), `rewind_points` the steps level 0 saves."""
     # Ray sets OMP_NUM_THREADS to the trial's CPUs; torch must use that many, not every core.
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # no "Checkpoint created" line per level

@@ -22,7 +22,7 @@ import torch
 
 from lthray import results
 from lthray.config import from_flat, run_id, to_json
-from lthray.lottery import run_trial
+from lthray.trial import run_trial
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 # The smoke preset's base when the run was recorded, written out: a preset may change, this trial may not.

@@ -17,7 +17,7 @@ LAYERS = [
     {"registry", "storage", "modes", "config", "fashion_mnist"},
     {"data", "masks", "models", "results", "schedule"},
     {"rewind", "methods", "explain", "train", "instability", "mask_files", "validate"},
-    {"lottery", "presets", "share"},
+    {"trial", "presets"},
     {"__main__"},
 ]
 

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from lthray import lottery, mask_files, results, storage
+from lthray import mask_files, results, storage
 from lthray.config import run_id
-from lthray.lottery import PREVIOUS, STATE, TrialState, run_trial
+from lthray.trial import PREVIOUS, STATE, TrialState, run_trial
+from lthray.trial import state as trial_state
+from lthray.trial import steps as trial_steps
 
 
 def _visible(folder) -> list[str]:
@@ -63,11 +65,11 @@ def test_a_corrupt_checkpoint_is_named_and_only_its_level_is_recomputed(tiny_cfg
     data = (work / STATE).read_bytes()
     (work / STATE).write_bytes(data[: len(data) // 2] if damage == "truncate"
                                else data[:-100] + bytes([data[-100] ^ 1]) + data[-99:])
-    with pytest.raises(lottery.CorruptState, match="state.pt"):
+    with pytest.raises(trial_state.CorruptState, match="state.pt"):
         TrialState.load(work / STATE)
     trained = []
-    real = lottery.train
-    monkeypatch.setattr(lottery, "train", lambda *a, **k: trained.append(1) or real(*a, **k))
+    real = trial_steps.train
+    monkeypatch.setattr(trial_steps, "train", lambda *a, **k: trained.append(1) or real(*a, **k))
     rows = run_trial(tiny_cfg, work, res)
     err = capsys.readouterr().err
     assert "state.pt" in err and f"continuing from {work / PREVIOUS} (level 1): level 2 is recomputed" in err

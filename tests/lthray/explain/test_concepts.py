@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from lthray.explain import concepts
-from lthray.lottery import run_trial
 from lthray.models import build
+from lthray.trial import run_trial
 
 
 def test_vocabularies_ship_with_the_package():

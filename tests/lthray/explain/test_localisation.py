@@ -59,7 +59,7 @@ def test_fashion_mnist_silhouettes_are_the_pixels_above_the_black_background():
 
 def test_a_fashion_trial_rows_carry_localisation_and_chance(tmp_path, tiny_cfg):
     from lthray.config import replace
-    from lthray.lottery import run_trial
+    from lthray.trial import run_trial
 
     cfg = replace(tiny_cfg, **{"data.dataset": "fashion_mnist", "data.train_size": 1000, "concepts.enabled": False,
                                "data.probe_size": 16})
@@ -76,8 +76,8 @@ def test_a_fashion_trial_rows_carry_localisation_and_chance(tmp_path, tiny_cfg):
 
 def test_a_rows_localisation_is_recomputed_from_its_probe_cams_and_the_probe_images(tmp_path, tiny_cfg):
     from lthray.config import replace
-    from lthray.lottery import run_trial
     from lthray.results import GALLERY
+    from lthray.trial import run_trial
 
     cfg = replace(tiny_cfg, **{"data.dataset": "fashion_mnist", "data.train_size": 1000, "concepts.enabled": False,
                                "data.probe_size": GALLERY})  # every probe map is kept in probe_cams

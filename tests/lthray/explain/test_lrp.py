@@ -41,7 +41,7 @@ def test_relevance_lies_only_where_the_class_evidence_is_and_the_model_is_untouc
 
 def test_rows_carry_lrp_beside_grad_cam_and_it_can_be_switched_off(tmp_path, tiny_cfg):
     from lthray.config import replace
-    from lthray.lottery import run_trial
+    from lthray.trial import run_trial
 
     cfg = replace(tiny_cfg, **{"data.dataset": "fashion_mnist", "data.train_size": 1000, "concepts.enabled": False,
                                "data.probe_size": 16})

@@ -29,7 +29,7 @@ def test_a_map_that_ignores_the_weights_fails_and_grad_cam_of_a_trained_model_ch
     s = sanity.similarity(intensity, m, x, y, seed=1)
     assert s == pytest.approx(1.0) and sanity.verdict(s, s, s) == "fails"
     assert sanity.verdict(0.1, 0.05, 0.2) == "passes" and sanity.verdict(0.5, 0.2, 0.8) == "inconclusive"
-    from lthray.lottery import run_trial
+    from lthray.trial import run_trial
 
     rows = run_trial(tiny_cfg, tmp_path / "w", tmp_path / "r")
     assert rows[0]["cam_sanity_spearman"] is not None and rows[0]["lrp_sanity_spearman"] is not None

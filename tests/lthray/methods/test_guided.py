@@ -4,13 +4,13 @@ import pytest
 import torch
 
 from lthray import data as data_mod
-from lthray import lottery, masks
+from lthray import masks, trial
 from lthray.config import replace
 from lthray.explain.cam import fidelity_loss, gradcam, gradcam_tensor
 from lthray.explain.concepts import concept_bank, features, fit_pcbm
-from lthray.lottery import TrialState, run_trial
 from lthray.methods import CRITERIA, ScoreContext, mix, scores_for
 from lthray.models import build
+from lthray.trial import TrialState, run_trial
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +57,8 @@ def test_movement_is_distance_from_the_start(ctx_extras):
 def test_guided_method_with_g0_runs_the_same_trial_as_imp(tiny_cfg, tmp_path):
     imp = run_trial(tiny_cfg, tmp_path / "a", tmp_path / "ra")
     cam0 = run_trial(replace(tiny_cfg, **{"prune.method": "cam_guided"}), tmp_path / "b", tmp_path / "rb")
-    ma = TrialState.load(tmp_path / "a" / lottery.STATE).mask
-    mb = TrialState.load(tmp_path / "b" / lottery.STATE).mask
+    ma = TrialState.load(tmp_path / "a" / trial.STATE).mask
+    mb = TrialState.load(tmp_path / "b" / trial.STATE).mask
     assert all(torch.equal(ma[k], mb[k]) for k in ma)
     assert [r["test_acc"] for r in imp] == [r["test_acc"] for r in cam0]
 
@@ -91,8 +91,8 @@ def test_explanation_preserving_retraining_changes_training(tiny_cfg, tmp_path):
     plain = run_trial(tiny_cfg, tmp_path / "a", tmp_path / "ra")
     fid = run_trial(replace(tiny_cfg, **{"prune.lambda_fid": 1.0}), tmp_path / "b", tmp_path / "rb")
     assert plain[0]["test_acc"] == fid[0]["test_acc"]  # level 0 is dense training: no fidelity term
-    wa = TrialState.load(tmp_path / "a" / lottery.STATE).weights
-    wb = TrialState.load(tmp_path / "b" / lottery.STATE).weights
+    wa = TrialState.load(tmp_path / "a" / trial.STATE).weights
+    wb = TrialState.load(tmp_path / "b" / trial.STATE).weights
     assert not all(torch.equal(wa[k], wb[k]) for k in wa)
     assert fid[-1]["lambda_fid"] == 1.0
 

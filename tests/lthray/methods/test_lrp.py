@@ -59,7 +59,7 @@ def test_lrp_guided_is_a_guided_method_whose_g0_is_imp(digits):
 
 def test_a_trial_of_lrp_guided_runs(tiny_cfg, tmp_path):
     from lthray.config import replace
-    from lthray.lottery import run_trial
+    from lthray.trial import run_trial
 
     rows = run_trial(replace(tiny_cfg, **{"prune.method": "lrp_guided", "prune.guidance_weight": 0.5}),
                      tmp_path / "w", tmp_path / "r")

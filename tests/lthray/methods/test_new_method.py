@@ -8,10 +8,10 @@ import torch
 
 from lthray import masks, methods
 from lthray.config import ConfigError, replace, to_flat
-from lthray.lottery import run_trial
 from lthray.masks import Scores, prunable
 from lthray.methods import CRITERIA, METHODS, Method, Needs, ScoreContext
 from lthray.presets import Preset
+from lthray.trial import run_trial
 from lthray.validate import check
 
 SEEN: list[ScoreContext] = []

@@ -1,4 +1,5 @@
-"""Content-addressed sharing of finished levels across the trials of a sweep: never compute a level twice.
+"""Content-addressed sharing of finished levels across the trials of a sweep (the cache in front of a
+level, `trial.level`): never compute a level twice.
 
 A level is keyed by everything that determines it (`keys`): the data, model, training, explanation and
 concept configs and the seed, and for a pruned level the lineage so far (the method's criterion and guide,
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -113,8 +113,10 @@ class Measured:
     source: str = ""
 
 
-class Store:
-    """Entries under `root` (a local folder or a storage URI): NAME.pt, each checksummed."""
+class LevelCache:
+    """The sweep's shared levels under `root` (a local folder or a storage URI): KIND-KEY.pt, each sealed
+    (storage.seal). `claim` holds a key's lock while a trial computes it; `get` reads an entry or None;
+    `put` publishes one unless it is there (the first writer wins)."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = str(root).rstrip("/")
@@ -133,25 +135,17 @@ class Store:
         with storage.exclusive(Path(self._path(kind, key))):
             yield
 
-    def get(self, kind: str, key: str) -> Any | None:
+    def get(self, kind: str, key: str) -> Lineage | Measured | None:
         """The entry, or None when absent; a corrupt one is set aside (and so recomputed) with a line saying so."""
         path = self._path(kind, key)
         if not storage.exists(path):
             return None
-        fs, p = storage.resolve(path)
-        with fs.open_input_stream(p) as fh:
-            data = fh.read()
-        blob = data[len(_MAGIC) + 32 :]
-        if not data.startswith(_MAGIC) or hashlib.sha256(blob).digest() != data[len(_MAGIC) : len(_MAGIC) + 32]:
+        try:  # an entry is data (tensors, a JSON string), never code to unpickle
+            raw = storage.unseal(storage.read_bytes(path), _MAGIC)
+        except storage.Unsealed as e:
+            why = "is corrupt (checksum)" if "checksum" in str(e) else f"is unreadable ({e})"
             aside = storage.set_aside(path)
-            print(f"lthray: shared entry {path} is corrupt (checksum); set aside as {aside}, recomputing", flush=True)
-            return None
-        try:  # weights_only: an entry is data (tensors, a JSON string), never code to unpickle
-            raw = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-        except Exception as e:
-            aside = storage.set_aside(path)
-            print(f"lthray: shared entry {path} is unreadable ({type(e).__name__}); set aside as {aside}, "
-                  "recomputing", flush=True)
+            print(f"lthray: shared entry {path} {why}; set aside as {aside}, recomputing", flush=True)
             return None
         if kind == "lineage":
             return Lineage(**raw)
@@ -170,13 +164,19 @@ class Store:
             raw["cols"] = json.dumps(entry.cols, default=_plain)
             for k in ("maps", "lrp"):
                 raw[k] = torch.from_numpy(np.ascontiguousarray(raw[k])) if raw[k] is not None else None
-        buf = io.BytesIO()
-        torch.save(raw, buf)
-        blob = buf.getvalue()
-        payload = _MAGIC + hashlib.sha256(blob).digest() + blob
-        if self.local:
-            storage.atomic_write(Path(path), lambda fh: fh.write(payload))
-        else:
-            fs, p = storage.resolve(path)
-            with fs.open_output_stream(p) as fh:  # object stores publish a whole object or none
-                fh.write(payload)
+        storage.write_bytes(path, storage.seal(_MAGIC, raw))
+
+
+class NoCache:
+    """No sharing (`--no-share`, a single trial): every level is computed, nothing is kept. The level loop
+    runs the same steps through it as through a LevelCache."""
+
+    @contextlib.contextmanager
+    def claim(self, kind: str, key: str) -> Iterator[None]:
+        yield
+
+    def get(self, kind: str, key: str) -> None:
+        return None
+
+    def put(self, kind: str, key: str, entry: Lineage | Measured) -> None:
+        pass

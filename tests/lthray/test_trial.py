@@ -2,11 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from lthray import lottery, masks, results, schedule
+from lthray import masks, results, schedule, trial
 from lthray.config import TrainConfig, replace, run_id
-from lthray.lottery import TrialState, run_trial
 from lthray.models import build
 from lthray.train import train
+from lthray.trial import TrialState, run_trial
+from lthray.trial import measure as trial_measure
+from lthray.trial import setup as trial_setup
+from lthray.trial import steps as trial_steps
 
 
 class Crash(Exception):
@@ -20,7 +23,7 @@ def crash_after_level_1(row):
 
 
 class Recorder:
-    """Wraps lottery.train: records each call's start weights (state_dict) and arguments."""
+    """Wraps trial.steps.train: records each call's start weights (state_dict) and arguments."""
 
     def __init__(self):
         self.calls = []
@@ -41,7 +44,7 @@ def test_levels_prune_to_the_scheduled_density_and_write_one_row_each(tiny_cfg, 
     by_level = {r["level"]: r for r in table.to_pylist()}
     assert by_level[0]["cam_spearman"] == pytest.approx(1.0)
     # the saved mask really has the density the row claims, and the saved weights honour it
-    st = TrialState.load(tmp_path / "w" / lottery.STATE)
+    st = TrialState.load(tmp_path / "w" / trial.STATE)
     assert masks.density(st.mask) == pytest.approx(rows[-1]["density"])
     model = build("convnet", 10, 0)
     model.load_state_dict(st.weights)
@@ -51,9 +54,9 @@ def test_levels_prune_to_the_scheduled_density_and_write_one_row_each(tiny_cfg, 
 
 def test_weight_rewinding_restores_the_saved_step_k_state_bit_for_bit(tiny_cfg, tmp_path, monkeypatch, digits):
     rec = Recorder()
-    monkeypatch.setattr(lottery, "train", rec)
+    monkeypatch.setattr(trial_steps, "train", rec)
     run_trial(tiny_cfg, tmp_path / "w", tmp_path / "r")
-    st = TrialState.load(tmp_path / "w" / lottery.STATE)
+    st = TrialState.load(tmp_path / "w" / trial.STATE)
     k = schedule.rewind_steps(tiny_cfg)
     assert k == 3
     # the saved rewind point is what k steps of training produce
@@ -72,10 +75,10 @@ def test_weight_rewinding_restores_the_saved_step_k_state_bit_for_bit(tiny_cfg, 
 def test_lr_rewinding_and_finetuning_keep_the_trained_weights(tiny_cfg, tmp_path, monkeypatch, mode):
     cfg = replace(tiny_cfg, **{"prune.rewind": mode})
     rec = Recorder()
-    monkeypatch.setattr(lottery, "train", rec)
+    monkeypatch.setattr(trial_steps, "train", rec)
     states = []
     run_trial(cfg, tmp_path / "w", tmp_path / "r",
-              on_level=lambda row: states.append(TrialState.load(tmp_path / "w" / lottery.STATE)))
+              on_level=lambda row: states.append(TrialState.load(tmp_path / "w" / trial.STATE)))
     for level in (1, 2):
         call, prev = rec.calls[level], states[level - 1]
         for name, v in call["weights"].items():
@@ -92,7 +95,7 @@ def test_a_finished_trial_is_never_trained_again(tiny_cfg, tmp_path, monkeypatch
     def no_training(*a, **k):
         raise AssertionError("trained a finished level")
 
-    monkeypatch.setattr(lottery, "train", no_training)
+    monkeypatch.setattr(trial_steps, "train", no_training)
     again = run_trial(tiny_cfg, tmp_path / "w", tmp_path / "r")
     assert again == first
     assert {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()} == files
@@ -102,7 +105,7 @@ def test_a_crashed_trial_continues_from_its_last_finished_level(tiny_cfg, tmp_pa
     with pytest.raises(Crash):
         run_trial(tiny_cfg, tmp_path / "w", tmp_path / "r", on_level=crash_after_level_1)
     rec = Recorder()
-    monkeypatch.setattr(lottery, "train", rec)
+    monkeypatch.setattr(trial_steps, "train", rec)
     rows = run_trial(tiny_cfg, tmp_path / "w", tmp_path / "r")
     assert len(rec.calls) == 1  # only level 2 was trained
     assert [r["level"] for r in rows] == [0, 1, 2]
@@ -122,7 +125,7 @@ def test_a_diverged_trial_is_marked_and_stops(tiny_cfg, tmp_path):
 
 def test_train_config_is_respected(tiny_cfg, tmp_path, monkeypatch):
     rec = Recorder()
-    monkeypatch.setattr(lottery, "train", rec)
+    monkeypatch.setattr(trial_steps, "train", rec)
     cfg = replace(tiny_cfg, **{"train.epochs": 2})
     run_trial(cfg, tmp_path / "w", tmp_path / "r")
     assert rec.calls[0]["start"] == 0 and rec.calls[0]["end"] == 2 * (1437 // 128)
@@ -151,21 +154,21 @@ def test_rewind_modes_are_registered_functions(tiny_cfg):
 def test_stages_run_one_at_a_time_and_return_what_they_computed(tiny_cfg):
     from lthray.schedule import Schedule
 
-    t = lottery.setup(tiny_cfg, torch.device("cpu"), sweep="s", trial_id="")
+    t = trial_setup.setup(tiny_cfg, torch.device("cpu"), sweep="s", trial_id="")
     st = TrialState()
     assert t.identity["rewind_spec"] == "3it" and t.identity["rewind_step"] == 3
-    tr = lottery.train_level(t, st, 0, masks.ones(t.model), Schedule(0, schedule.total_steps(tiny_cfg)))
+    tr = trial_steps.train_level(t, st, 0, masks.ones(t.model), Schedule(0, schedule.total_steps(tiny_cfg)))
     assert tr.steps == schedule.total_steps(tiny_cfg)
-    m = lottery.measure(t, st, 0)
+    m = trial_measure.measure(t, st, 0)
     assert m.cols["cam_spearman"] == pytest.approx(1.0) and m.maps is not None
     assert st == TrialState()  # stages never change the state: `advance` does
     st = TrialState(level=0, mask=masks.ones(t.model))
-    mask = lottery.prune(t, st, 1)
+    mask = trial_steps.prune(t, st, 1)
     assert masks.density(mask) == pytest.approx(0.5, abs=1e-3)
 
 
 def _state(tmp_path, name):
-    return TrialState.load(tmp_path / name / lottery.STATE)
+    return TrialState.load(tmp_path / name / trial.STATE)
 
 
 def test_pruning_at_init_reaches_each_level_density_from_the_rewind_point(tiny_cfg, tmp_path):
@@ -177,7 +180,7 @@ def test_pruning_at_init_reaches_each_level_density_from_the_rewind_point(tiny_c
     stored = mask_files.read(tmp_path / "r")
     total = masks.count(masks.ones(build("convnet", 10, 0)))[1]
     # independently: SNIP scores of the initialisation (seed 0), pruned in one shot to each density
-    t = lottery.setup(cfg, torch.device("cpu"), sweep="s", trial_id="")
+    t = trial_setup.setup(cfg, torch.device("cpu"), sweep="s", trial_id="")
     ctx = ScoreContext(t.model, masks.ones(t.model), 0, 1, guide_x=t.guide_x, guide_y=t.guide_y)
     scores = CRITERIA.get("snip")(ctx)
     for r in rows[1:]:
@@ -229,7 +232,7 @@ def test_instability_trains_a_second_copy_from_the_rewind_point_and_records_the_
                                                                                          monkeypatch):
     plain = run_trial(tiny_cfg, tmp_path / "plain", tmp_path / "r0")
     rec = Recorder()
-    monkeypatch.setattr(lottery, "train", rec)
+    monkeypatch.setattr(trial_steps, "train", rec)
     cfg = replace(tiny_cfg, **{"instability.enabled": True, "instability.points": 11, "instability.bn_batches": 2})
     rows = run_trial(cfg, tmp_path / "w", tmp_path / "r")
     k, total = schedule.rewind_steps(cfg), schedule.total_steps(cfg)

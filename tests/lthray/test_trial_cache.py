@@ -1,4 +1,4 @@
-"""Content-addressed sharing of finished levels (lthray.share): computed once, reused bit for bit, the
+"""Content-addressed sharing of finished levels (lthray.trial.cache): computed once, reused bit for bit, the
 reinit control on IMP's lineage, corrupt entries recomputed, a killed computation never reused."""
 
 import math
@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from lthray import share
 from lthray.config import replace, run_id
-from lthray.lottery import run_trial
+from lthray.trial import cache as share
+from lthray.trial import run_trial
 
 SKIP = {"run_id", "trial_id", "method", "guidance_weight", "shared_from", "train_seconds", "explain_seconds",
         "git_sha", "config_json", "created_at", "schema_version"}
@@ -95,7 +95,7 @@ def test_a_killed_computation_leaves_nothing_to_reuse_and_its_lock_is_released(t
     script = textwrap.dedent(f"""
         import sys
         from lthray.config import from_json
-        from lthray.lottery import run_trial
+        from lthray.trial import run_trial
         cfg = from_json(sys.stdin.read())
         run_trial(cfg, {str(tmp_path / 'w1')!r}, {str(tmp_path / 'r')!r}, shared={str(tmp_path / 'store')!r})
     """)

@@ -1,0 +1,98 @@
+"""The driver of one trial: every level in turn (`level.run_level`), each published once (its mask
+file, then its row), then checkpointed. A level the checkpoint records is skipped, so re-running a trial
+(after a crash, or in a resumed sweep) continues from its last finished level and never trains a
+finished level again."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lthray import mask_files, masks, results, validate
+from lthray.config import TrialConfig, run_id
+from lthray.results import LevelRecord
+from lthray.trial.cache import LevelCache, NoCache
+from lthray.trial.level import Level, run_level
+from lthray.trial.setup import default_device, setup
+from lthray.trial.state import STATE, TrialState, check_masks, resume_state
+
+
+def advance(st: TrialState, lv: Level) -> TrialState:
+    """The trial's state after level `lv`: the one place it changes."""
+    m = lv.measurement
+    con = m.concepts if m is not None else None
+    first = lv.level == 0 and m is not None
+    return dataclasses.replace(
+        st, level=lv.level, mask={n: v.cpu() for n, v in lv.mask.items()}, weights=lv.lineage,
+        began_from=lv.began_from, diverged=m is None,
+        rewind=lv.rewind if lv.rewind is not None else st.rewind,
+        dense_maps=torch.from_numpy(np.ascontiguousarray(m.maps)) if first else st.dense_maps,
+        dense_lrp=torch.from_numpy(m.lrp) if first and m.lrp is not None else st.dense_lrp,
+        guide_maps=m.guide_maps if first else st.guide_maps,
+        pcbm=con.pcbm if con is not None else st.pcbm,
+        dense_pcbm=con.pcbm if first and con is not None else st.dense_pcbm,
+    )
+
+
+def record_of(identity: dict[str, Any], lv: Level) -> LevelRecord:
+    """The level's row: the trial's fixed columns, the mask's, and the level's own (a diverged level's
+    row says so; no later level is trained)."""
+    fixed = {**identity, "level": lv.level, "density": masks.density(lv.mask),
+             "empty_layers": masks.empty_layers(lv.mask), "train_steps": lv.train_steps,
+             "shared_from": lv.shared_from}
+    if lv.measurement is None:
+        return LevelRecord(**fixed, status="diverged", train_seconds=0.0, explain_seconds=0.0)
+    return LevelRecord(**fixed, status="ok", **lv.cols)
+
+
+def publish(record: LevelRecord, mask: masks.Mask, results_dir: str | Path) -> dict[str, Any]:
+    """Write the level's mask file, then its row (a no-op for either if it exists): a row implies its mask."""
+    row = record.to_row()
+    mask_files.write(results_dir, record.run_id, record.level, mask)
+    results.write_row(results_dir, row)
+    return row
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def run_trial(
+    cfg: TrialConfig,
+    workdir: str | Path,
+    results_dir: str | Path,
+    *,
+    sweep: str = "",
+    trial_id: str = "",
+    device: torch.device | str | None = None,
+    on_level: Callable[[dict[str, Any]], None] | None = None,
+    shared: str | Path | None = None,
+    rewind_points: tuple[int, ...] = (),
+) -> list[dict[str, Any]]:
+    """Run (or continue) every level of `cfg`; returns the rows of all finished levels (as stored).
+    `shared`: the sweep's cache of finished levels (trial.cache), reused where another trial computed a
+    level and published to where this one does; `rewind_points`: the steps the sweep's trials rewind to,
+    all saved at level 0 when this trial trains it."""
+    validate.check(cfg)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    state = check_masks(cfg, resume_state(workdir, _say), workdir, results_dir, _say)
+    t = setup(cfg, torch.device(device) if device is not None else default_device(), sweep=sweep,
+              trial_id=trial_id)
+    cache = LevelCache(shared) if shared is not None else NoCache()
+    for level in range(state.level + 1, cfg.prune.levels + 1):
+        if state.finished(cfg.prune.levels):
+            break
+        lv = run_level(t, state, level, cache, rewind_points)
+        row = publish(record_of(t.identity, lv), lv.mask, results_dir)
+        state = advance(state, lv)
+        state.save(workdir / STATE)  # marks the level finished
+        if on_level is not None:
+            on_level(row)
+    return results.read_run(results_dir, run_id(cfg), range(state.level + 1))
