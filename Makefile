@@ -33,28 +33,28 @@ demo: $(STAMP) data
 # set and IMP at 3 fresh seeds, and both reports. `python sweeps/imp_vs_guided.py --num-samples 64` is the full one.
 search-demo: $(STAMP) data
 	$(BIN)/python sweeps/imp_vs_guided.py --preset fashion-search-demo --storage runs --name $(NAME)-search
-	$(BIN)/python -m analysis.report --results runs/$(NAME)-search/results --out runs/$(NAME)-search/analysis
+	$(BIN)/python -m analysis.pareto --report-only --results runs/$(NAME)-search/results --out runs/$(NAME)-search/analysis
 	$(BIN)/python sweeps/imp_vs_guided.py --confirm $(NAME)-search --seeds 3 --storage runs
-	$(BIN)/python -m analysis.report --results runs/$(NAME)-search-confirm/results \
+	$(BIN)/python -m analysis.pareto --report-only --results runs/$(NAME)-search-confirm/results \
 		--out runs/$(NAME)-search-confirm/analysis
 
 # The reference study committed under docs/study/fashion-mnist: 6 methods x 5 seeds, 30 trials of 6 levels
 # (a level about 70-90 s on one of 2 CPU cores; level 0 is shared by the methods of a seed: lthray.share).
 study: $(STAMP) data
 	$(BIN)/python sweeps/imp_vs_guided.py --preset fashion --storage runs --name fashion
-	$(BIN)/python -m analysis.report --results runs/fashion/results --out docs/study/fashion-mnist
+	$(BIN)/python -m analysis.pareto --report-only --results runs/fashion/results --out docs/study/fashion-mnist
 
 # The LTH controls at the study's full length (6 methods x 5 seeds), and the instability analysis at the
 # demo's scale (8,000 training images, 4 levels, 2 epochs a level; 10 minutes on 2 idle CPU cores, 2026-12-02).
 SMALL := --set data.train_size=8000 --set prune.levels=4 --set concepts.bank_size=1000 --set data.probe_size=32
 study-controls: $(STAMP) data
 	$(BIN)/python sweeps/imp_vs_guided.py --preset fashion-controls --storage runs --name controls
-	$(BIN)/python -m analysis.report --results runs/controls/results --out docs/study/fashion-controls
+	$(BIN)/python -m analysis.pareto --report-only --results runs/controls/results --out docs/study/fashion-controls
 
 study-instability: $(STAMP) data
 	$(BIN)/python sweeps/imp_vs_guided.py --preset fashion-instability --storage runs --name instability-demo \
 		$(SMALL) --set train.epochs=2 --choice prune.rewind_step=0it,10it,25it,60it
-	$(BIN)/python -m analysis.report --results runs/instability-demo/results \
+	$(BIN)/python -m analysis.pareto --report-only --results runs/instability-demo/results \
 		--out docs/study/fashion-instability-demo
 
 lint: $(STAMP)

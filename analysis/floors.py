@@ -21,11 +21,11 @@ import numpy as np
 import pandas as pd
 
 from analysis import inference, stats
+from lthray import metrics
 
-# metric -> (the row column holding what the floor is computed from, its kind)
-SEED_FLOORS = {"cam_spearman": "reference_cams", "cam_iou": "reference_cams", "lrp_spearman": "reference_lrp",
-               "concept_topk_overlap": "top_concepts"}
-REFIT_FLOORS = {"concept_topk_overlap": "concept_refit_overlap", "concept_weight_spearman": "concept_refit_spearman"}
+# metric -> the row column its floor is computed from (lthray.metrics: each metric's `floors`)
+SEED_FLOORS = metrics.SEED_FLOORS
+REFIT_FLOORS = metrics.REFIT_FLOORS
 
 
 def dense_models(rows: pd.DataFrame) -> pd.DataFrame:

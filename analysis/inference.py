@@ -18,24 +18,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from lthray import metrics
+
 ALPHA = 0.05
 POWER = 0.8
-# The range each bounded metric can take: intervals of its mean stay inside (a logit-type transform).
-RANGES: dict[str, tuple[float, float]] = {
-    "test_acc": (0, 1), "pcbm_acc": (0, 1), "cam_iou": (0, 1), "concept_topk_overlap": (0, 1),
-    "cam_energy_inside": (0, 1), "cam_pointing": (0, 1), "cam_concentration": (0, 1),
-    "lrp_energy_inside": (0, 1), "lrp_pointing": (0, 1), "lrp_concentration": (0, 1),
-    "cam_spearman": (-1, 1), "lrp_spearman": (-1, 1), "concept_weight_spearman": (-1, 1),
-    "instability_barrier": (0, 1),  # the path's highest error minus the ends' mean: never below 0
-}
-# Declared equivalence margins (the difference from the reference that counts as none): one accuracy
-# point, 0.05 of a correlation or overlap. `analysis.report --margin METRIC=VALUE` replaces them.
-MARGINS: dict[str, float] = {
-    "test_acc": 0.01, "pcbm_acc": 0.01, "cam_spearman": 0.05, "cam_iou": 0.05, "cam_faithfulness": 0.02,
-    "cam_energy_inside": 0.05, "cam_pointing": 0.05, "cam_concentration": 0.05, "lrp_spearman": 0.05,
-    "lrp_energy_inside": 0.05, "lrp_pointing": 0.05, "lrp_concentration": 0.05, "concept_topk_overlap": 0.05,
-    "concept_weight_spearman": 0.05, "instability_barrier": 0.01,
-}
+# Each metric's range (intervals of its mean stay inside: a logit-type transform) and its declared
+# equivalence margin (the difference from the reference that counts as none), from its record
+# (lthray.metrics); `python -m analysis.pareto --margin METRIC=VALUE` replaces a margin.
+RANGES = metrics.RANGES
+MARGINS = metrics.MARGINS
 _EPS = 1e-3  # values at a bound are moved this far inside it (as a share of the range) before the logit
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import pandas as pd
 
@@ -40,9 +43,19 @@ def load_rows(results_dir: str | Path) -> pd.DataFrame:
     if dup.any():
         raise AnalysisError(f"{d}: {int(dup.sum())} duplicated (run_id, level) rows")
     df["method"] = df["method"].replace(RENAMED["prune.method"])  # rows written before a rename
-    df = df.sort_values(["run_id", "level"]).reset_index(drop=True)
+    df = with_extra_metrics(df.sort_values(["run_id", "level"]).reset_index(drop=True))
     df.attrs["results"] = str(results_dir)  # where the mask files live (lthray.mask_files)
     return df
+
+
+def with_extra_metrics(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows with each registered metric's `extra_metrics` entry as a column of its own (NaN where a
+    row has none), so the analysis treats a plugin's metric like a built-in one."""
+    if "extra_metrics" not in df:
+        return df
+    extra = [dict(v) if v is not None else {} for v in df["extra_metrics"]]
+    names = sorted({k for e in extra for k in e} - set(df.columns))
+    return df.assign(**{n: [e.get(n, math.nan) for e in extra] for n in names})
 
 
 def sweep_meta(results_dir: str | Path | None) -> dict:
@@ -66,11 +79,24 @@ def final_rows(df: pd.DataFrame) -> pd.DataFrame:
     return ok.loc[ok.groupby("run_id")["level"].idxmax()].reset_index(drop=True)
 
 
-def cli_inputs(doc: str | None, argv: list[str] | None) -> tuple[pd.DataFrame, Path]:
-    """--results and --out of an analysis command: (rows, output folder); AnalysisError with one line."""
-    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad option as one line (AnalysisError: 'error: --margin ...', exit 2)
+    instead of a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        raise AnalysisError(message.removeprefix("argument "))
+
+
+def cli_inputs(doc: str | None, argv: list[str] | None,
+               more: Callable[[argparse.ArgumentParser], None] | None = None
+               ) -> tuple[pd.DataFrame, Path, argparse.Namespace]:
+    """--results and --out of an analysis command (and the options `more` adds): (rows, output folder,
+    the parsed arguments); AnalysisError with one line."""
+    p = _Parser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", default=None, help="a sweep's results folder (default: newest under ./runs)")
     p.add_argument("--out", default=None, help="output folder (default: the sweep's folder / analysis)")
+    if more is not None:
+        more(p)
     args = p.parse_args(argv)
     results_dir = args.results or newest_results()
     rows = load_rows(results_dir)
@@ -79,4 +105,4 @@ def cli_inputs(doc: str | None, argv: list[str] | None) -> tuple[pd.DataFrame, P
     out = Path(args.out) if args.out else Path(results_dir).parent / "analysis"
     if out.exists() and not out.is_dir():
         raise AnalysisError(f"--out={out} is a file; expected a folder")
-    return rows, out
+    return rows, out, args

@@ -1,6 +1,11 @@
 """Pareto fronts of final accuracy against explanation fidelity, and the curves behind them.
 
-    python -m analysis.pareto [--results runs/NAME/results] [--out DIR]
+    python -m analysis.pareto [--results runs/NAME/results] [--out DIR] [--margin METRIC=VALUE ...]
+                              [--report-only]
+
+The one command that makes a report. --margin replaces a metric's declared equivalence margin
+(lthray.metrics; e.g. test_acc=0.005 for half a point); --report-only writes the study report alone (as
+the committed study pages under docs/study are made).
 
 Writes into DIR: pareto.html (every chart, self-contained), pareto.png (accuracy vs Grad-CAM fidelity and
 vs concept fidelity, one front per method), lth_trials.png (accuracy vs density, one line per trial),
@@ -12,6 +17,7 @@ study report also writes gallery.png (Grad-CAM overlays, dense vs pruned) and co
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 import altair as alt
@@ -21,10 +27,11 @@ from analysis import report
 from analysis.axes import band_upper, density_band
 from analysis.front import pareto_front
 from analysis.load import AnalysisError, cli_inputs, final_rows
+from lthray import metrics
 
 FIDELITY = "cam_spearman"
 CONCEPT = "concept_topk_overlap"
-AXIS = {FIDELITY: "Grad-CAM fidelity to dense (Spearman ρ)", CONCEPT: "concept fidelity (top-k overlap with dense)"}
+AXIS = {m: metrics.LABELS[m] for m in (FIDELITY, CONCEPT)}  # axis titles: the metrics' own labels (lthray.metrics)
 
 
 def density_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -103,12 +110,23 @@ def lth_chart(rows: pd.DataFrame) -> alt.FacetChart:
     )
 
 
+def _options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--margin", action="append", type=report.margin_arg, default=[], metavar="METRIC=VALUE",
+                   help="replace a metric's declared equivalence margin (repeatable)")
+    p.add_argument("--report-only", action="store_true", help="write the study report alone (no Pareto plots)")
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        rows, out = cli_inputs(__doc__, argv)
+        rows, out, args = cli_inputs(__doc__, argv, _options)
     except AnalysisError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    margins = dict(args.margin)
+    if args.report_only:
+        path = report.write_report(rows, out, margins)
+        print(f"report: {path} ({path.stat().st_size / 1e6:.2f} MB) and {out / 'report.md'}")
+        return 0
     trials = final_rows(rows)
     out.mkdir(parents=True, exist_ok=True)
     cols = ["method", "run_id", "level", "density", "test_acc", FIDELITY, "cam_iou", "cam_faithfulness", CONCEPT,
@@ -134,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     lc.save(out / "lth_trials.png", scale_factor=2)
     cc.save(out / "concept_curve.png", scale_factor=2)
     density_table(rows).to_csv(out / "by_density.csv", index=False, float_format="%.4f")
-    report.write_report(rows, out)  # the gallery and the concept shift are the report's (computed there once)
+    report.write_report(rows, out, margins)  # the gallery and the concept shift are the report's (computed there once)
     diverged = rows.loc[rows["status"] != "ok", "run_id"].nunique()
     print(f"{len(trials)} trials ({diverged} diverged, left out), "
           f"{len(fronts[FIDELITY])} on the accuracy/CAM fronts -> {out} (study report: {out / 'report.html'})"

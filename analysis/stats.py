@@ -17,25 +17,10 @@ import numpy as np
 import pandas as pd
 
 from analysis import inference
+from lthray import metrics
 from lthray.methods import METHODS
 
-METRICS = {
-    "test_acc": "test accuracy",
-    "cam_spearman": "Grad-CAM Spearman to dense",
-    "cam_iou": "Grad-CAM top-k IoU to dense",
-    "cam_faithfulness": "Grad-CAM faithfulness",
-    "cam_energy_inside": "Grad-CAM mass on the object",
-    "cam_pointing": "Grad-CAM peak on the object",
-    "cam_concentration": "area holding half the Grad-CAM mass",
-    "lrp_spearman": "LRP Spearman to dense",
-    "lrp_energy_inside": "LRP mass on the object",
-    "lrp_pointing": "LRP peak on the object",
-    "lrp_concentration": "area holding half the LRP mass",
-    "concept_topk_overlap": "concept top-k overlap with dense",
-    "concept_weight_spearman": "concept weight Spearman to dense",
-    "pcbm_acc": "PCBM accuracy",
-    "instability_barrier": "instability barrier (test error)",
-}
+METRICS = metrics.LABELS  # name -> label of every metric (lthray.metrics), read at each use
 FAMILY = ["method", "guidance_weight", "lambda_fid"]
 # Keys that may differ within one comparison: the method and its own knobs, the seed, and the
 # instability analysis, which trains a second copy beside the measured network but never changes it.

@@ -28,9 +28,9 @@ from lthray import storage
 # 5: + cam_energy_inside, cam_pointing, cam_concentration, object_area, the lrp_ columns and the
 # randomisation checks (cam_ and lrp_sanity_spearman); 6: + empty_layers, reference_cams, reference_lrp,
 # concept_refit_overlap, concept_refit_spearman (the noise floors); 7: + shared_from and the explain step's
-# parts (cam_, faithfulness_, lrp_, sanity_, pcbm_seconds); 8: + eval_seconds. Versions 2 to 7 still
-# read (_upgrade).
-SCHEMA_VERSION = 8
+# parts (cam_, faithfulness_, lrp_, sanity_, pcbm_seconds); 8: + eval_seconds; 9: + extra_metrics (lthray.metrics).
+# Versions 2 to 8 still read (_upgrade).
+SCHEMA_VERSION = 9
 
 _F, _I, _S = pa.float64(), pa.int64(), pa.string()
 
@@ -108,6 +108,8 @@ class LevelRecord:
                                              nullable=True, report=True, show="concepts {:.2f}")
     concept_weight_spearman: float | None = col(_F, "Spearman of concept->class weights vs dense's",
                                                 nullable=True)
+    extra_metrics: dict[str, float] | None = col(pa.map_(_S, _F), "metrics registered with a compute function "
+                                                 "(lthray.metrics: a plugin's): name -> value", nullable=True)
     top_concepts: list[str] | None = col(pa.list_(_S), "per class: 'CLASS: concept | concept | ...'",
                                          nullable=True)
     concept_refit_overlap: float | None = col(_F, "level 0 only: top-k concept overlap of this PCBM with one refitted "
@@ -189,6 +191,7 @@ _TYPE_CHECKS = {
     "list<item: string>": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
     "list<item: float>": lambda v: isinstance(v, list) and all(_num(x) for x in v),
     "list<item: double>": lambda v: isinstance(v, list) and all(_num(x) for x in v),
+    "map<string, double>": lambda v: isinstance(v, dict) and all(isinstance(k, str) and _num(x) for k, x in v.items()),
 }
 
 

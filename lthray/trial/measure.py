@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from lthray import data as data_mod
+from lthray import metrics
 from lthray.data import Salt
 from lthray.explain import concepts as concepts_mod
 from lthray.explain import localisation, sanity
@@ -128,6 +129,11 @@ def reference_columns(t: Trial, maps: np.ndarray, lrp: np.ndarray | None, clock:
     return more
 
 
+def extra_metrics(t: Trial) -> dict[str, float] | None:
+    """The metrics registered with a compute function (lthray.metrics), of the network the model holds."""
+    return {m.name: float(m.compute(t.model, t.data)) for m in metrics.computed()} or None
+
+
 def measure(t: Trial, st: TrialState, level: int) -> Measurement:
     """Test accuracy, Grad-CAM against the dense maps, faithfulness and concepts of the model. At level 0
     (st.dense_maps is None) its maps are the reference of every later level. Each part's seconds go in
@@ -157,6 +163,6 @@ def measure(t: Trial, st: TrialState, level: int) -> Measurement:
             "cam_faithfulness": faith, "probe_cams": rep.maps[:GALLERY].ravel().tolist(),
             **localisation.columns(rep.maps, t.objects), **more,
             "object_area": None if t.objects is None else float(t.objects.mean()),
-            **(con.cols if con is not None else {}), **clock.parts}
+            **(con.cols if con is not None else {}), "extra_metrics": extra_metrics(t), **clock.parts}
     return Measurement({**cols, "explain_seconds": time.perf_counter() - t0, "eval_seconds": eval_seconds}, rep.maps,
                        lrp, guide_maps, con)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats as st
 
-from analysis import claims, colors, floors, gallery, report, stats
+from analysis import claims, colors, floors, gallery, pareto, report, stats
 
 N, HW = 4, 9  # probe images, pixels per map
 
@@ -206,7 +206,7 @@ def test_the_report_carries_floors_claims_per_seed_tables_and_declared_margins(m
 
 def test_a_bad_margin_is_refused_in_one_line(tmp_path, capsys):
     for bad in ("test_acc", "nope=0.1", "test_acc=abc", "test_acc=-1"):
-        assert report.main(["--margin", bad, "--results", str(tmp_path)]) == 2
+        assert pareto.main(["--report-only", "--margin", bad, "--results", str(tmp_path)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: --margin")
 

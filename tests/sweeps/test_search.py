@@ -231,9 +231,9 @@ def test_search_study_is_stored_resumed_after_kill_and_confirmed(tmp_path):
     for _, r in guided.iterrows():
         flat = {**json.loads(r["config_json"]), **IMP}
         assert run_id(from_flat(flat)) in set(crow_last["run_id"])
-    from analysis.report import main as report_main
+    from analysis.pareto import main as pareto_main
 
-    assert report_main(["--results", str(conf_results), "--out", str(tmp_path / "rep")]) == 0
+    assert pareto_main(["--report-only", "--results", str(conf_results), "--out", str(tmp_path / "rep")]) == 0
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "Confirm: the search's Pareto set against IMP" in md and "Holm" in md
     assert os.path.exists(tmp_path / "rep" / "confirm.csv")
