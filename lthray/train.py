@@ -57,6 +57,11 @@ def _autocast(x: torch.Tensor) -> contextlib.AbstractContextManager:
     return torch.autocast("cuda", dtype=torch.bfloat16) if fast else contextlib.nullcontext()
 
 
+def _augment_rng(seed: int, step: int) -> torch.Generator:
+    """Step `step`'s augmentation draws: a pure function of (seed, step), so a resumed run replays them."""
+    return torch.Generator().manual_seed(step_seed(seed, Salt.AUGMENT, step))
+
+
 def train(
     model: nn.Module,
     data: Data,
@@ -89,8 +94,7 @@ def train(
         epoch, i = divmod(step, spe)
         if epoch != order_epoch:
             order, order_epoch = epoch_order(len(data.train_x), seed, epoch).to(data.train_x.device), epoch
-        g = torch.Generator().manual_seed(step_seed(seed, Salt.AUGMENT, step))
-        x, y = batch_at(data, order, i, cfg.batch_size, g)
+        x, y = batch_at(data, order, i, cfg.batch_size, _augment_rng(seed, step))
         for group in opt.param_groups:
             group["lr"] = constant_lr if constant_lr is not None else lr_at(step, cfg.epochs * spe, cfg)
         with autocast:

@@ -10,13 +10,15 @@ import json
 from pathlib import Path
 
 import altair as alt
+import numpy as np
 import pandas as pd
 
 from analysis import claims, floors, inference, instability, search, stats, tickets
 from analysis.load import AnalysisError, sweep_meta
+from analysis.report import verdicts
 from analysis.report.charts import by_series, curve, diff_panels, lth_curves, pareto_bands
 from analysis.report.findings import HEADLINE, findings, imp_designs
-from analysis.report.render import Report, _points
+from analysis.report.render import Report, _ci, _points
 from analysis.report.sections import (
     claims_section,
     dense_concepts,
@@ -103,30 +105,36 @@ def main_design(summary: pd.DataFrame) -> str:
     return str(summary["design"].value_counts().sort_index().idxmax())
 
 
-def build(rows: pd.DataFrame, out: Path, masks: tickets.Masks | None = None, confirm_of: str | None = None,
-          margins: dict[str, float] | None = None) -> Path:
-    """Write report.html, report.md, their PNGs and the CSV tables behind them into `out`.
-    `masks` (lthray.mask_files.read of the results folder) adds the ticket-overlap section; `confirm_of`
-    (the search a confirm sweep re-runs) adds the confirm section; `margins` replace declared
-    equivalence margins (inference.MARGINS) key by key."""
-    out.mkdir(parents=True, exist_ok=True)
-    margins = {**inference.MARGINS, **(margins or {})}
-    summary, diffs = stats.level_summary(rows), stats.paired_differences(rows, margins=margins)
-    fl = floors.floors(rows)
+def write_tables(rows: pd.DataFrame, out: Path, summary: pd.DataFrame, diffs: pd.DataFrame,
+                 fl: pd.DataFrame) -> list[str]:
+    """The CSV tables behind every number of the report; returns the names of those it names itself."""
     per_seed_table(rows).to_csv(out / "per_seed.csv", index=False, float_format="%.5g")
     summary.to_csv(out / "summary.csv", index=False, float_format="%.5g")
     if not diffs.empty:
         diffs.drop(columns=[c for c in diffs.columns if c.startswith("pairs_")]).to_csv(
             out / "paired_differences.csv", index=False, float_format="%.5g")
     fl.to_csv(out / "noise_floors.csv", index=False, float_format="%.5g")
-    banks = sorted(rows["concept_bank"].unique())
-    random_bank = any(b.endswith("/random") for b in banks)
-    title = f"lthray study: {rows['sweep'].iloc[0]}" + (
-        " (RANDOM concept bank: concept results check the pipeline only)" if random_bank else "")
-    r = Report(out)
+    return ["summary.csv", "noise_floors.csv"] + ([] if diffs.empty else ["paired_differences.csv"])
+
+
+def glance_section(r: Report, tables: dict[str, pd.DataFrame], diffs: pd.DataFrame) -> None:
+    """The verdicts at a glance: one grid per claim family, and one per headline metric against IMP."""
+    r.heading("At a glance")
+    r.para("Each cell is one corrected test (Holm within its family; 'no change' needs TOST at the declared "
+           "margin), coloured by its verdict, with the mean effect printed in it. The sentences and tables below "
+           "hold the intervals and p-values.")
+    grid = verdicts.claim_grids(tables)
+    if grid is not None:
+        r.chart(grid, "verdicts_claims", "verdict of every claim at every method and density")
+    grid = verdicts.versus_imp_grids(diffs) if not diffs.empty else None
+    if grid is not None:
+        r.chart(grid, "verdicts_vs_imp", "verdict of every method against IMP at every density")
+
+
+def design_section(r: Report, rows: pd.DataFrame, summary: pd.DataFrame, margins: dict[str, float],
+                   names: list[str], confirm_of: str | None, out: Path) -> None:
     r.heading("Design")
-    r.bullets(_design_text(rows, margins, ["summary.csv", "noise_floors.csv"]
-                           + ([] if diffs.empty else ["paired_differences.csv"])))
+    r.bullets(_design_text(rows, margins, names))
     if summary["design"].nunique() > 1:
         r.para("Several designs are present; each is drawn as its own line and comparisons stay within one "
                "design. They differ in: " + "; ".join(sorted(stats.design_names(summary).values())) + ".")
@@ -140,20 +148,14 @@ def build(rows: pd.DataFrame, out: Path, masks: tickets.Masks | None = None, con
     if confirm_of:
         search.confirm_section(r, rows, out, confirm_of)
 
-    design = main_design(summary)
-    r.heading("Findings")
-    tables = claims.all_claims(rows, fl, margins)
-    barriers = instability.tests(rows)  # once: the headline and section (h) read the same tests
-    r.bullets(findings(summary, diffs, fl, tables.get("accuracy falls"), margins["test_acc"], barriers))
-    claims_section(r, tables)
 
+def lth_section(r: Report, summary: pd.DataFrame, shown: pd.DataFrame, acc_claim: pd.DataFrame | None,
+                margin: float) -> None:
     r.heading("(a) The lottery-ticket curve")
-    acc_claim = tables.get("accuracy falls")
-    knees = [(lab, claims.knee_sentence(acc_claim, d, margins["test_acc"]) if acc_claim is not None else "")
+    knees = [(lab, claims.knee_sentence(acc_claim, d, margin) if acc_claim is not None else "")
              for lab, d in imp_designs(summary)]
     r.para("Test accuracy vs density, mean and 95% interval over seeds; the grey band is the dense model's "
            "interval. " + " ".join(f"{lab}{k}." for lab, k in knees if k))
-    shown = by_series(summary)
     r.chart(lth_curves(shown), "lth_curve", "accuracy vs density")
     collapse = summary[summary["collapsed"]]
     if not collapse.empty:
@@ -161,6 +163,9 @@ def build(rows: pd.DataFrame, out: Path, masks: tickets.Masks | None = None, con
                "of them, so here they are seed by seed.")
         r.bullets([f"{c['family']} at {stats.pct(c['density'])} density (level {c['level']}): {c['acc_by_seed']}."
                    for _, c in collapse.sort_values(["family", "level"]).iterrows()])
+
+
+def cam_section(r: Report, rows: pd.DataFrame, shown: pd.DataFrame, fl: pd.DataFrame, design: str) -> None:
     r.heading("(b) Grad-CAM fidelity and faithfulness")
     r.para("Agreement with the same seed's dense maps; the grey band with a dashed line is the noise floor: how "
            "far two dense models of different seeds agree (lowest to highest seed pair, dashed: their mean). "
@@ -173,41 +178,104 @@ def build(rows: pd.DataFrame, out: Path, masks: tickets.Masks | None = None, con
             "cam_curves", "Grad-CAM fidelity vs density")
     floor_section(r, fl)
     localisation_section(r, rows, shown, fl, design)
+
+
+def concept_section(r: Report, rows: pd.DataFrame, summary: pd.DataFrame, shown: pd.DataFrame, fl: pd.DataFrame,
+                    design: str) -> None:
     r.heading("(c) Concept fidelity")
-    if summary["concept_topk_overlap"].notna().any():
-        r.para("Agreement of each level's post-hoc concept bottleneck with the dense one's. Grey: the refit floor "
-               "(the dense backbone's PCBM refitted with another fit seed on a bootstrap of the bank's images; "
-               "95% interval over seeds); dashed line on the overlap chart: the seed-to-seed floor.")
-        refit = floors.floor_of(fl, design, "concept_topk_overlap", "refit")
-        r.chart(alt.hconcat(curve(shown, "concept_topk_overlap", "concept top-k overlap with dense", floor=refit),
-                            curve(shown, "concept_weight_spearman", "concept weight Spearman to dense",
-                                  floor=floors.floor_of(fl, design, "concept_weight_spearman", "refit")),
-                            curve(shown, "pcbm_acc", "PCBM accuracy", dense_band=True)),
-                "concept_curves", "concept fidelity vs density")
-        dense_concepts(r, rows)
-    else:
+    if not summary["concept_topk_overlap"].notna().any():
         r.para("Concepts were disabled in this sweep.")
+        return
+    r.para("Agreement of each level's post-hoc concept bottleneck with the dense one's. Grey: the refit floor "
+           "(the dense backbone's PCBM refitted with another fit seed on a bootstrap of the bank's images; "
+           "95% interval over seeds); dashed line on the overlap chart: the seed-to-seed floor.")
+    refit = floors.floor_of(fl, design, "concept_topk_overlap", "refit")
+    r.chart(alt.hconcat(curve(shown, "concept_topk_overlap", "concept top-k overlap with dense", floor=refit),
+                        curve(shown, "concept_weight_spearman", "concept weight Spearman to dense",
+                              floor=floors.floor_of(fl, design, "concept_weight_spearman", "refit")),
+                        curve(shown, "pcbm_acc", "PCBM accuracy", dense_band=True)),
+            "concept_curves", "concept fidelity vs density")
+    dense_concepts(r, rows)
+
+
+def versus_imp_section(r: Report, diffs: pd.DataFrame) -> None:
     r.heading("(d) Each method against IMP, paired by seed and level")
     if diffs.empty:
         r.para("No IMP trial shares a design and seed with another method: no paired comparison is possible.")
-    else:
-        r.para("Mean paired difference with its 95% interval. A series whose intervals reach beyond the zoomed "
-               "axis is left out of that panel and named under its title; a triangle marks an interval clipped at "
-               "the range a difference can take.")
-        r.chart(diff_panels(diffs, [("test_acc", "Δ accuracy vs IMP (points)", 100.0, 10.0),
-                                    ("cam_spearman", "Δ Grad-CAM Spearman vs IMP", 1.0, 0.4),
-                                    ("concept_topk_overlap", "Δ concept overlap vs IMP", 1.0, 0.4)]),
-                "paired_differences", "paired differences against IMP")
-        r.bullets([stats.sentence(rec) for _, rec in diffs.sort_values(["family", "level"]).iterrows()])
+        return
+    r.para("Mean paired difference with its 95% interval. A series whose intervals reach beyond the zoomed "
+           "axis is left out of that panel and named under its title; a triangle marks an interval clipped at "
+           "the range a difference can take. Every comparison, tested: the table at the end of the report.")
+    r.chart(diff_panels(diffs, [("test_acc", "Δ accuracy vs IMP (points)", 100.0, 10.0),
+                                ("cam_spearman", "Δ Grad-CAM Spearman vs IMP", 1.0, 0.4),
+                                ("concept_topk_overlap", "Δ concept overlap vs IMP", 1.0, 0.4)]),
+            "paired_differences", "paired differences against IMP")
+
+
+def comparisons_table(diffs: pd.DataFrame) -> pd.DataFrame:
+    """Every comparison against IMP of every headline or guard metric: effect, 95% interval, Holm p and
+    verdict, one row per (method, level, metric)."""
+    recs = []
+    for _, d in diffs.sort_values(["family", "level"]).iterrows():
+        for m in metrics.all_metrics():
+            if not m.role or f"d_{m.name}" not in d or not np.isfinite(d[f"d_{m.name}"]):
+                continue
+            recs.append({"method": d["family"], "density": stats.pct(d["density"]), "level": d["level"],
+                         "metric": m.label, "difference": _ci(d[f"d_{m.name}"], d[f"d_{m.name}_lo"],
+                                                               d[f"d_{m.name}_hi"], m.scale, 2),
+                         "Holm p": f"{d[f'{m.name}_p_holm']:.3g}", "verdict": d[f"{m.name}_verdict"]})
+    return pd.DataFrame(recs)
+
+
+def metrics_section(r: Report) -> None:
+    """What every metric is and how it is read (lthray.metrics)."""
+    r.heading("The metrics", 3)
+    r.table(pd.DataFrame([{
+        "metric": m.name, "label": m.label, "range": "" if m.range is None else f"[{m.range[0]:g}, {m.range[1]:g}]",
+        "better": {1: "higher", -1: "lower", 0: "neither"}[m.direction],
+        "margin": _points(m.margin) if m.scale == 100 else f"{m.margin:g}",
+        "floors": ", ".join(k for k, _ in m.floors), "role": m.role} for m in metrics.all_metrics()]))
+
+
+def build(rows: pd.DataFrame, out: Path, masks: tickets.Masks | None = None, confirm_of: str | None = None,
+          margins: dict[str, float] | None = None) -> Path:
+    """Write report.html, report.md, their PNGs and the CSV tables behind them into `out`.
+    `masks` (lthray.mask_files.read of the results folder) adds the ticket-overlap section; `confirm_of`
+    (the search a confirm sweep re-runs) adds the confirm section; `margins` replace declared
+    equivalence margins (inference.MARGINS) key by key."""
+    out.mkdir(parents=True, exist_ok=True)
+    margins = {**inference.MARGINS, **(margins or {})}
+    summary, diffs = stats.level_summary(rows), stats.paired_differences(rows, margins=margins)
+    fl = floors.floors(rows)
+    names = write_tables(rows, out, summary, diffs, fl)
+    random_bank = any(b.endswith("/random") for b in rows["concept_bank"].unique())
+    title = f"lthray study: {rows['sweep'].iloc[0]}" + (
+        " (RANDOM concept bank: concept results check the pipeline only)" if random_bank else "")
+    tables = claims.all_claims(rows, fl, margins)
+    barriers = instability.tests(rows)  # once: the headline and section (h) read the same tests
+    r = Report(out)
+    glance_section(r, tables, diffs)
+    r.heading("Findings")
+    r.bullets(findings(summary, diffs, fl, tables.get("accuracy falls"), margins["test_acc"], barriers))
+    design_section(r, rows, summary, margins, names, confirm_of, out)
+    design, shown = main_design(summary), by_series(summary)
+    lth_section(r, summary, shown, tables.get("accuracy falls"), margins["test_acc"])
+    cam_section(r, rows, shown, fl, design)
+    concept_section(r, rows, summary, shown, fl, design)
+    versus_imp_section(r, diffs)
     r.heading("(e) Pareto fronts of accuracy vs Grad-CAM fidelity, per density band")
     r.chart(pareto_bands(rows), "pareto_bands", "Pareto fronts per density band")
     gallery_section(r, rows, out, "(f) ")
     ticket_section(r, rows, masks or {}, out)
     instability_section(r, rows, summary, barriers, out)
+    r.heading("In detail")
+    claims_section(r, tables)
+    if not diffs.empty:
+        r.heading("Every comparison against IMP", 3)
+        r.table(comparisons_table(diffs))
+    metrics_section(r)
     r.write(title)
     return out / "report.html"
-
-
 
 
 def margin_arg(item: str) -> tuple[str, float]:

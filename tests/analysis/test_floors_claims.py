@@ -197,11 +197,11 @@ def test_the_report_carries_floors_claims_per_seed_tables_and_declared_margins(m
     assert (one["test_acc_lo"], one["test_acc_hi"]) == pytest.approx(again[1:3], rel=1e-4)
     assert (tmp_path / "noise_floors.csv").exists()
     # the report names exactly the tables it wrote beside itself
-    named = set(re.findall(r"`([a-z_]+\.csv)`", md.split("## Findings")[0]))
+    named = set(re.findall(r"`([a-z_]+\.csv)`", md.split("## (a)")[0]))
     assert named and all((tmp_path / t).exists() for t in named)
     imp_only = rows[rows["method"] == "imp"]
     report.build(imp_only, tmp_path / "imp")
-    assert "paired_differences.csv" not in (tmp_path / "imp" / "report.md").read_text().split("## Findings")[0]
+    assert "paired_differences.csv" not in (tmp_path / "imp" / "report.md").read_text().split("## (a)")[0]
 
 
 def test_a_bad_margin_is_refused_in_one_line(tmp_path, capsys):

@@ -109,3 +109,32 @@ def test_importing_config_loads_no_torch_and_no_other_module():
             "print(sorted(m for m in sys.modules if m.startswith(('lthray.', 'torch', 'ray'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['lthray.config']"
+
+
+MAX_FUNCTION_LINES, MAX_MODULE_LINES = 50, 400
+
+
+def long_functions(path: Path, limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """'module:function (N lines)' for every function or method of `path` longer than `limit` lines."""
+    tree = ast.parse(path.read_text())
+    where = path.relative_to(REPO) if path.is_relative_to(REPO) else path.name
+    return [f"{where}:{n.name} ({n.end_lineno - n.lineno + 1} lines)" for n in ast.walk(tree)
+            if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.end_lineno - n.lineno + 1 > limit]
+
+
+def test_no_function_in_the_library_is_over_50_lines():
+    found = [f for p in sorted((REPO / "lthray").rglob("*.py")) for f in long_functions(p)]
+    assert not found, f"split these (a function is read top to bottom in one screen): {found}"
+
+
+def test_no_module_of_the_library_or_the_analysis_is_over_400_lines():
+    found = [f"{p.relative_to(REPO)} ({n} lines)" for pkg in ("lthray", "analysis")
+             for p in sorted((REPO / pkg).rglob("*.py")) if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES]
+    assert not found, f"split these modules by job: {found}"
+
+
+def test_the_size_checks_can_fail(tmp_path):  # so that the two tests above can fail
+    body = "\n".join(f"    x{i} = {i}" for i in range(60))
+    (tmp_path / "long.py").write_text(f"def f():\n{body}\n")
+    assert [s.split(":")[1] for s in long_functions(tmp_path / "long.py")] == ["f (61 lines)"]
+
