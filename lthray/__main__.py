@@ -17,7 +17,7 @@ from lthray.config import ConfigError, parse_override, run_id
 from lthray.explain.concepts import ConceptBankUnavailable
 from lthray.results import progress_line
 from lthray.trial import run_trial
-from lthray.validate import config
+from lthray.validate import checked_config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --preset={args.preset!r} is not one of {sorted(PRESETS)}", file=sys.stderr)
         return 2
     try:
-        cfg = config({**PRESETS[args.preset].base, **dict(parse_override(item) for item in args.overrides)})
+        cfg = checked_config({**PRESETS[args.preset].base, **dict(parse_override(item) for item in args.overrides)})
         data.load(cfg.data.dataset, cfg.data.probe_size, "cpu", cfg.data.train_size)  # missing data: exit 2 now
         if cfg.concepts.enabled and cfg.concepts.source == "imagenet":
             from lthray.explain.concept_sources import load_efficientnet

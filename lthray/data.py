@@ -1,4 +1,5 @@
-"""Datasets as tensors on the device (airbench style): no DataLoader, no workers.
+"""Datasets as tensors on the device (airbench style): no DataLoader, no workers. The datasets themselves
+are registered in `lthray.datasets` (one module each).
 
 The whole train set lives on the device; an epoch is a seeded permutation cut into index slices and
 augmentation (random translate, optional flip) is done on the batch tensor in one vectorised op.
@@ -7,96 +8,15 @@ augmentation (random translate, optional flip) is done on the batch tensor in on
 from __future__ import annotations
 
 import enum
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lthray.registry import Registry
-
-
-class DataUnavailableError(RuntimeError):
-    """The dataset is not on disk and could not be fetched (e.g. no network)."""
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """What is known about a dataset before loading it (used to validate configs up front)."""
-
-    name: str
-    num_train: int
-    num_test: int
-    num_classes: int
-    flip: bool  # horizontal flips are label-preserving (not for digits: a flipped 2 is no 2)
-    pad: int  # max translation in pixels for random crops
-    load: Callable[[Path], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]]
-    channels: int = 3  # input channels the models are built for (1 for grayscale datasets)
-    # Objects on a black background: the pixels above it are a ground-truth object mask (object_masks).
-    black_background: bool = False
-
-
-DATASETS: Registry[DatasetSpec] = Registry("dataset")
-
-
-def cache_dir() -> Path:
-    """Where downloads go: $LTHRAY_DATA, else ~/.cache/lthray."""
-    return Path(os.environ.get("LTHRAY_DATA", Path.home() / ".cache" / "lthray")).expanduser()
-
-
-def _load_digits(_root: Path):
-    """scikit-learn's bundled 1,797 real 8x8 handwritten digits, upsampled to 32x32x3.
-
-    Shipped inside the sklearn wheel, so it needs no network. Split 1,437 train / 360 test,
-    stratified with a fixed seed so every run everywhere sees the same split.
-    """
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    d = load_digits()
-    x = torch.from_numpy(d.images.astype(np.float32) / 16.0)[:, None]  # N,1,8,8 in [0,1]
-    x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False).clamp_(0, 1)
-    x = (x.expand(-1, 3, -1, -1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()  # N,H,W,C
-    y = d.target.astype(np.int64)
-    tr, te = train_test_split(np.arange(len(y)), test_size=360, stratify=y, random_state=0)
-    return x[tr], y[tr], x[te], y[te], [str(i) for i in range(10)]
-
-
-def _load_cifar10(root: Path):
-    """CIFAR-10 through torchvision (downloads into `root` once)."""
-    from torchvision.datasets import CIFAR10
-
-    try:
-        tr = CIFAR10(str(root), train=True, download=True)
-        te = CIFAR10(str(root), train=False, download=True)
-    except Exception as e:  # urllib/socket errors offline; RuntimeError for corrupt files
-        raise DataUnavailableError(
-            f"CIFAR-10 is not in {root} and could not be downloaded ({type(e).__name__}: {e}). "
-            f"Put cifar-10-python.tar.gz (https://www.cs.toronto.edu/~kriz/cifar.html) into {root} "
-            f"or set LTHRAY_DATA to a folder that holds it, or use --dataset digits (no network needed)."
-        ) from e
-    return tr.data, np.asarray(tr.targets), te.data, np.asarray(te.targets), list(tr.classes)
-
-
-def _load_fashion_mnist(root: Path):
-    """Fashion-MNIST from $LTHRAY_DATA/fashion-mnist, Debian's package, or torchvision (lthray.fashion_mnist)."""
-    from lthray import fashion_mnist
-
-    try:
-        return fashion_mnist.load(root.parent / "fashion-mnist")
-    except fashion_mnist.FashionMNISTError as e:
-        raise DataUnavailableError(str(e)) from None
-
-
-DATASETS.register("digits")(DatasetSpec("digits", 1437, 360, 10, flip=False, pad=2, load=_load_digits))
-DATASETS.register("cifar10")(DatasetSpec("cifar10", 50000, 10000, 10, flip=True, pad=4, load=_load_cifar10))
-# Clothes mirror into clothes, so flips are label-preserving; 1 channel: models are built for grayscale.
-DATASETS.register("fashion_mnist")(DatasetSpec("fashion_mnist", 60000, 10000, 10, flip=True, pad=2,
-                                               load=_load_fashion_mnist, channels=1, black_background=True))
+from lthray.datasets import DATASETS, DatasetSpec, DataUnavailableError, cache_dir  # noqa: F401 (re-exported)
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any
 from lthray import methods
 from lthray.config import ConfigError
 from lthray.methods import is_guided
-from lthray.validate import config
+from lthray.validate import checked_config
 
 
 @dataclass(frozen=True)
@@ -76,11 +76,11 @@ class Preset:
         search must end every schedule at one density: its objectives are read at the last level, and
         comparing trials at different densities would reward pruning less."""
         if not self.points:
-            config(self.base)
+            checked_config(self.base)
         finals = {}
         for choice in self._choices():
             try:
-                cfg = config({**self.base, **choice})
+                cfg = checked_config({**self.base, **choice})
             except ConfigError as e:
                 raise ConfigError(f"preset {self.name!r} can sample an invalid config {choice}: {e}") from None
             finals.setdefault(round(cfg.prune.density_at(cfg.prune.levels), 12), choice)

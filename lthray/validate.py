@@ -58,6 +58,6 @@ def check(cfg: TrialConfig) -> TrialConfig:
     return cfg
 
 
-def config(flat: dict[str, Any]) -> TrialConfig:
+def checked_config(flat: dict[str, Any]) -> TrialConfig:
     """A checked config from its flat form (`from_flat`, then `check`)."""
     return check(from_flat(flat))

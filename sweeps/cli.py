@@ -14,7 +14,7 @@ from lthray.config import ConfigError, parse_override, parse_value, split_key_va
 from lthray.storage import is_uri
 from sweeps import resume
 from sweeps.presets import PRESETS, Preset
-from sweeps.store import Store
+from sweeps.store import SweepFolder
 
 
 class UsageError(Exception):
@@ -147,9 +147,9 @@ def check_data_available(preset: Preset) -> None:
     """Every dataset (and concept source) the sweep will use is loadable: fail here, before Ray starts."""
     from lthray.data import DataUnavailableError, load
     from lthray.explain.concepts import ConceptBankUnavailable
-    from lthray.validate import config
+    from lthray.validate import checked_config
 
-    cfgs = [config({**preset.base, **p}) for p in preset.grid()]
+    cfgs = [checked_config({**preset.base, **p}) for p in preset.grid()]
     try:  # the files decide: one read per dataset, whatever subsets and probe sizes the trials use
         for ds in sorted({c.data.dataset for c in cfgs}):
             load(ds, 2, "cpu")
@@ -208,12 +208,12 @@ def _confirm_preset(args: argparse.Namespace, choices: dict[str, list[Any]]) -> 
     if args.confirm == (args.name or f"{args.confirm}-confirm"):
         raise UsageError(f"--name={args.name} is the search itself; the confirm needs a sweep of its own")
     try:
-        return confirm_preset(Store(args.storage, args.confirm), args.seeds)
+        return confirm_preset(SweepFolder(args.storage, args.confirm), args.seeds)
     except ConfirmError as e:
         raise UsageError(str(e)) from None
 
 
-def validate(args: argparse.Namespace) -> tuple[Preset, Store]:
+def validate(args: argparse.Namespace) -> tuple[Preset, SweepFolder]:
     """Everything that can be checked before Ray starts; raises UsageError with one line."""
     name = args.name or (f"{args.confirm}-confirm" if args.confirm else args.preset)
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", ".."):
@@ -231,7 +231,7 @@ def validate(args: argparse.Namespace) -> tuple[Preset, Store]:
     else:
         _check_storage(Path(args.storage).expanduser().resolve())
     check_trackers(args.log)
-    store = Store(args.storage, name)
+    store = SweepFolder(args.storage, name)
     fixed, choices = compose(load_config_file(args.config) if args.config else ({}, {}),
                              (dict(args.overrides), dict(args.choices)), args.config)
     try:

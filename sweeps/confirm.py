@@ -16,7 +16,7 @@ from analysis.front import last_levels, pareto_set
 from lthray import results
 from lthray.presets import Preset
 from sweeps import resume
-from sweeps.store import Store
+from sweeps.store import SweepFolder
 
 # What a front config's IMP partner resets: the method and its own knobs. Everything else (data,
 # training, schedule, scope, rewind point) stays, so the pair differs only in what guidance changes.
@@ -27,7 +27,7 @@ class ConfirmError(Exception):
     """The search to confirm is missing or unfinished: one line, exit code 2."""
 
 
-def front_configs(search: Store) -> tuple[list[dict[str, Any]], set[int], dict[str, Any]]:
+def front_configs(search: SweepFolder) -> tuple[list[dict[str, Any]], set[int], dict[str, Any]]:
     """(flat configs of the search's Pareto set, the seeds the search used, its sweep.json) or ConfirmError."""
     if not search.exists("sweep.json"):
         raise ConfirmError(f"--confirm {search.name}: no sweep at {search.dir}; run the search first "
@@ -51,7 +51,7 @@ def front_configs(search: Store) -> tuple[list[dict[str, Any]], set[int], dict[s
     return [json.loads(c) for c in front["config_json"]], set(int(s) for s in rows["seed"]), meta
 
 
-def confirm_preset(search: Store, seeds: int) -> Preset:
+def confirm_preset(search: SweepFolder, seeds: int) -> Preset:
     """The paired grid: every front config and its IMP partner, at `seeds` seeds the search never used."""
     front, used, meta = front_configs(search)
     fresh = [s for s in range(seeds + len(used)) if s not in used][:seeds]

@@ -23,7 +23,7 @@ from sweeps import lock as driver_lock
 from sweeps import resume
 from sweeps.cli import UsageError, parser, validate
 from sweeps.presets import PRESETS, Preset, sample
-from sweeps.store import Store
+from sweeps.store import SweepFolder
 
 EXIT_USAGE = 2
 # Fits run after the first until the results hold every trial: Tune can come back short after a hard
@@ -99,7 +99,7 @@ def init_ray(args: argparse.Namespace) -> int:
     return args.max_concurrent or max(1, int(cpus // args.cpus_per_trial))
 
 
-def make_tuner(fn: Any, args: argparse.Namespace, preset: Preset, store: Store, max_concurrent: int, n: int,
+def make_tuner(fn: Any, args: argparse.Namespace, preset: Preset, store: SweepFolder, max_concurrent: int, n: int,
                points: list[dict[str, Any]], seed: int) -> Any:
     """A Tuner over `n` configs: the grid's (or `points`, the ones left), or Optuna's samples."""
     import optuna
@@ -136,7 +136,7 @@ def make_tuner(fn: Any, args: argparse.Namespace, preset: Preset, store: Store, 
         verbose=0))
 
 
-def study_storage(store: Store) -> Any:
+def study_storage(store: SweepFolder) -> Any:
     """The Optuna study's storage: SQLite at STORAGE/NAME/optuna.db, which a resume (Tune restores the
     searcher, and each top-up round loads the study by name) continues and optuna-dashboard opens. On an
     object store (s3://) SQLite cannot live in the bucket: the study is then in memory, pickled with Tune's
@@ -148,7 +148,7 @@ def study_storage(store: Store) -> Any:
     return optuna.storages.RDBStorage(f"sqlite:///{store.path('optuna.db')}")
 
 
-def trackers(args: argparse.Namespace, store: Store) -> list[Any]:
+def trackers(args: argparse.Namespace, store: SweepFolder) -> list[Any]:
     """Ray Tune's own logger callbacks for --log (each checked to be installed before Ray started)."""
     out: list[Any] = []
     for name in args.log:
@@ -176,7 +176,7 @@ def rewind_points(preset: Preset) -> tuple[int, ...]:
     (lthray.trial.cache), saves each. From the preset's rewind_step choices, with the other keys at their first."""
     from lthray import schedule
     from lthray.config import ConfigError
-    from lthray.validate import config
+    from lthray.validate import checked_config
 
     first = {k: v[0] for k, v in {**preset.space, **preset.guided_space}.items()}
     specs = {**preset.space, **preset.guided_space}.get("prune.rewind_step", [preset.base.get("prune.rewind_step")])
@@ -187,13 +187,13 @@ def rewind_points(preset: Preset) -> tuple[int, ...]:
             if spec is not None:
                 flat["prune.rewind_step"] = spec
             try:
-                points.add(schedule.rewind_steps(config(flat)))
+                points.add(schedule.rewind_steps(checked_config(flat)))
             except ConfigError:  # a combination the first choices make invalid: its trials never run
                 continue
     return tuple(sorted(points))
 
 
-def run(args: argparse.Namespace, preset: Preset, store: Store, meta: dict[str, Any], num_samples: int) -> int:
+def run(args: argparse.Namespace, preset: Preset, store: SweepFolder, meta: dict[str, Any], num_samples: int) -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # One checkpoint kept per trial forces an experiment snapshot per level: wanted (a resume then
     # knows every finished level), so Tune's warning about it is noise.

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from lthray import storage
-from sweeps.store import Store
+from sweeps.store import SweepFolder
 
 LOCK = "driver.lock"
 HEARTBEAT_S = 15.0
@@ -136,7 +136,7 @@ class DriverLock:
         os.close(self.fd)  # drops the flock
 
 
-def acquire(store: Store, *, stale_s: float = STALE_S, heartbeat_s: float = HEARTBEAT_S,
+def acquire(store: SweepFolder, *, stale_s: float = STALE_S, heartbeat_s: float = HEARTBEAT_S,
             say: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)) -> DriverLock:
     """Take the sweep's lock, or raise SweepLocked naming its holder."""
     path = store.path(LOCK)
@@ -172,7 +172,7 @@ def acquire(store: Store, *, stale_s: float = STALE_S, heartbeat_s: float = HEAR
 
 
 @contextlib.contextmanager
-def hold(store: Store, **kw: Any) -> Iterator[DriverLock]:
+def hold(store: SweepFolder, **kw: Any) -> Iterator[DriverLock]:
     lock = acquire(store, **kw)
     try:
         yield lock

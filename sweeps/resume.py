@@ -13,7 +13,7 @@ from typing import Any
 from lthray import results
 from lthray.config import from_flat, run_id
 from sweeps.presets import Preset, is_guided
-from sweeps.store import Store
+from sweeps.store import SweepFolder
 
 
 class ResumeMismatch(Exception):
@@ -27,7 +27,7 @@ def sweep_meta(preset: Preset, num_samples: int, confirm_of: str | None = None) 
             "search": preset.search, **({"confirm_of": confirm_of} if confirm_of else {})}
 
 
-def check_resume_matches(store: Store, meta: dict[str, Any]) -> None:
+def check_resume_matches(store: SweepFolder, meta: dict[str, Any]) -> None:
     old = json.loads(store.read_text("sweep.json"))
     for key in ("preset", "signature", "num_samples"):
         if old.get(key) != meta[key]:
@@ -40,7 +40,7 @@ def check_resume_matches(store: Store, meta: dict[str, Any]) -> None:
 TUNER_STATE = "tuner.pkl"
 
 
-def has_state(store: Store) -> bool:
+def has_state(store: SweepFolder) -> bool:
     """Is there a Tune experiment to restore in the sweep folder?"""
     return store.exists(TUNER_STATE)
 

@@ -8,7 +8,9 @@ from pathlib import Path
 from lthray import storage
 
 
-class Store:
+class SweepFolder:
+    """A sweep's folder STORAGE/NAME (results, the Optuna study, the lock, sweep.json), local or remote."""
+
     def __init__(self, root: str, name: str) -> None:
         self.uri = storage.is_uri(root)
         self.storage = root.rstrip("/") if self.uri else str(Path(root).expanduser().resolve())

@@ -18,7 +18,7 @@ from ray import tune
 from lthray.config import run_id
 from lthray.results import REPORTED
 from lthray.trial import STATE, last_level, run_trial
-from lthray.validate import config
+from lthray.validate import checked_config
 
 # final accuracy, final Grad-CAM fidelity and final concept fidelity (all to the dense model)
 OBJECTIVES = {"test_acc": "max", "cam_spearman": "max", "concept_topk_overlap": "max"}
@@ -42,7 +42,7 @@ def trainable(params: dict[str, Any], *, base: dict[str, Any], results_dir: str,
     # Ray sets OMP_NUM_THREADS to the trial's CPUs; torch must use that many, not every core.
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # no "Checkpoint created" line per level
-    cfg = config({**base, **params.get("params", params)})  # grid search: one 'params' dict
+    cfg = checked_config({**base, **params.get("params", params)})  # grid search: one 'params' dict
     own = runs_dir is not None
     workdir = Path(runs_dir) / run_id(cfg) if own else Path(tempfile.mkdtemp(prefix="lthray-trial-"))
     workdir.mkdir(parents=True, exist_ok=True)

@@ -23,32 +23,32 @@ from lthray.trial.setup import default_device, setup
 from lthray.trial.state import STATE, TrialState, check_masks, resume_state
 
 
-def advance(st: TrialState, lv: Level) -> TrialState:
-    """The trial's state after level `lv`: the one place it changes."""
-    m = lv.measurement
+def advance(state: TrialState, done: Level) -> TrialState:
+    """The trial's state after level `done`: the one place it changes."""
+    m = done.measurement
     con = m.concepts if m is not None else None
-    first = lv.level == 0 and m is not None
+    first = done.level == 0 and m is not None
     return dataclasses.replace(
-        st, level=lv.level, mask={n: v.cpu() for n, v in lv.mask.items()}, weights=lv.lineage,
-        began_from=lv.began_from, diverged=m is None,
-        rewind=lv.rewind if lv.rewind is not None else st.rewind,
-        dense_maps=torch.from_numpy(np.ascontiguousarray(m.maps)) if first else st.dense_maps,
-        dense_lrp=torch.from_numpy(m.lrp) if first and m.lrp is not None else st.dense_lrp,
-        guide_maps=m.guide_maps if first else st.guide_maps,
-        pcbm=con.pcbm if con is not None else st.pcbm,
-        dense_pcbm=con.pcbm if first and con is not None else st.dense_pcbm,
+        state, level=done.level, mask={n: v.cpu() for n, v in done.mask.items()}, weights=done.lineage,
+        began_from=done.began_from, diverged=m is None,
+        rewind=done.rewind if done.rewind is not None else state.rewind,
+        dense_maps=torch.from_numpy(np.ascontiguousarray(m.maps)) if first else state.dense_maps,
+        dense_lrp=torch.from_numpy(m.lrp) if first and m.lrp is not None else state.dense_lrp,
+        guide_maps=m.guide_maps if first else state.guide_maps,
+        pcbm=con.pcbm if con is not None else state.pcbm,
+        dense_pcbm=con.pcbm if first and con is not None else state.dense_pcbm,
     )
 
 
-def record_of(identity: dict[str, Any], lv: Level) -> LevelRecord:
+def record_of(identity: dict[str, Any], done: Level) -> LevelRecord:
     """The level's row: the trial's fixed columns, the mask's, and the level's own (a diverged level's
     row says so; no later level is trained)."""
-    fixed = {**identity, "level": lv.level, "density": masks.density(lv.mask),
-             "empty_layers": masks.empty_layers(lv.mask), "train_steps": lv.train_steps,
-             "shared_from": lv.shared_from}
-    if lv.measurement is None:
+    fixed = {**identity, "level": done.level, "density": masks.density(done.mask),
+             "empty_layers": masks.empty_layers(done.mask), "train_steps": done.train_steps,
+             "shared_from": done.shared_from}
+    if done.measurement is None:
         return LevelRecord(**fixed, status="diverged", train_seconds=0.0, explain_seconds=0.0)
-    return LevelRecord(**fixed, status="ok", **lv.cols)
+    return LevelRecord(**fixed, status="ok", **done.cols)
 
 
 def publish(record: LevelRecord, mask: masks.Mask, results_dir: str | Path) -> dict[str, Any]:
@@ -83,15 +83,15 @@ def run_trial(
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     state = check_masks(cfg, resume_state(workdir, _say), workdir, results_dir, _say)
-    t = setup(cfg, torch.device(device) if device is not None else default_device(), sweep=sweep,
+    trial = setup(cfg, torch.device(device) if device is not None else default_device(), sweep=sweep,
               trial_id=trial_id)
     cache = LevelCache(shared) if shared is not None else NoCache()
     for level in range(state.level + 1, cfg.prune.levels + 1):
         if state.finished(cfg.prune.levels):
             break
-        lv = run_level(t, state, level, cache, rewind_points)
-        row = publish(record_of(t.identity, lv), lv.mask, results_dir)
-        state = advance(state, lv)
+        done = run_level(trial, state, level, cache, rewind_points)
+        row = publish(record_of(trial.identity, done), done.mask, results_dir)
+        state = advance(state, done)
         state.save(workdir / STATE)  # marks the level finished
         if on_level is not None:
             on_level(row)

@@ -56,22 +56,22 @@ class Got:
     source: str | None
 
 
-def lineage_of(t: Trial, st: TrialState, level: int, cache: Cache,
+def lineage_of(trial: Trial, state: TrialState, level: int, cache: Cache,
                rewind_points: tuple[int, ...]) -> tuple[Got, masks.Mask, Schedule | None, float]:
     """The level's lineage (from the cache, or trained here and put there), its mask on the device, its
     schedule (None when it diverged) and this trial's training seconds."""
-    key, k = lineage_key(t.cfg, level), schedule.rewind_steps(t.cfg)
+    key, k = lineage_key(trial.cfg, level), schedule.rewind_steps(trial.cfg)
     with cache.claim("lineage", key):
         lin = cache.get("lineage", key)
         if lin is not None and level == 0 and k not in lin.rewinds:
             lin = None  # its producer did not save this trial's rewind point: train it here
         if lin is not None:  # the mask is stored: no pruning again (the rewind sets the model's weights)
-            sched = None if lin.diverged else schedule_of(t, st, level)
-            return Got(lin, False, lin.source), {n: v.to(t.device) for n, v in lin.mask.items()}, sched, 0.0
-        mask, sched = begin(t, st, level)
-        steps, rid = sched.end - sched.start, run_id(t.cfg)
+            sched = None if lin.diverged else schedule_of(trial, state, level)
+            return Got(lin, False, lin.source), {n: v.to(trial.device) for n, v in lin.mask.items()}, sched, 0.0
+        mask, sched = begin(trial, state, level)
+        steps, rid = sched.end - sched.start, run_id(trial.cfg)
         try:
-            tr = train_lineage(t, st, level, mask, sched, rewind_points)
+            tr = train_lineage(trial, state, level, mask, sched, rewind_points)
         except Diverged:
             lin, sched, seconds = Lineage(mask, {}, {}, train_steps=steps, diverged=True, source=rid), None, 0.0
         else:
@@ -80,49 +80,49 @@ def lineage_of(t: Trial, st: TrialState, level: int, cache: Cache,
         return Got(lin, True, None), mask, sched, seconds
 
 
-def measured_of(t: Trial, st: TrialState, level: int, cache: Cache, lin: Got, mask: masks.Mask,
+def measured_of(trial: Trial, state: TrialState, level: int, cache: Cache, lin: Got, mask: masks.Mask,
                 sched: Schedule) -> tuple[Got, float, float]:
     """The level's measurement (reused only with a reused lineage) and this trial's own training and
     explain seconds for it; its cols are empty when the reinit copy's training diverged. The model holds
     the lineage on return."""
-    key, lineage = measured_key(t.cfg, level), lin.entry
+    key, lineage = measured_key(trial.cfg, level), lin.entry
     with cache.claim("measured", key):
         me = cache.get("measured", key) if not lin.computed else None
         if me is not None:
             return Got(me, False, me.source), 0.0, 0.0
-        t.model.load_state_dict(lineage.lineage)
+        trial.model.load_state_dict(lineage.lineage)
         trained = Trained(lineage.began_from, lineage.lineage, lineage.rewinds, 0.0)
         try:
-            cols, m = measure_level(t, st, level, mask, sched, trained)
+            cols, m = measure_level(trial, state, level, mask, sched, trained)
         except Diverged:  # the reinit copy's training
-            me, seconds = Measured({}, source=run_id(t.cfg)), (0.0, 0.0)
-            t.model.load_state_dict(lineage.lineage)
+            me, seconds = Measured({}, source=run_id(trial.cfg)), (0.0, 0.0)
+            trial.model.load_state_dict(lineage.lineage)
         else:
             me = Measured(cols, m.maps, m.lrp, m.guide_maps, m.concepts.pcbm if m.concepts else {},
-                          source=run_id(t.cfg))
+                          source=run_id(trial.cfg))
             seconds = (cols["train_seconds"], cols["explain_seconds"])
         cache.put("measured", key, me)
         return Got(me, True, lin.source), *seconds
 
 
-def run_level(t: Trial, st: TrialState, level: int, cache: Cache, rewind_points: tuple[int, ...] = ()) -> Level:
+def run_level(trial: Trial, state: TrialState, level: int, cache: Cache, rewind_points: tuple[int, ...] = ()) -> Level:
     """Level `level`: the lineage, then the measurement, each from the cache or computed (and cached)
     here. The model holds the lineage on return (its last weights when the lineage diverged)."""
-    lin, mask, sched, own_train = lineage_of(t, st, level, cache, rewind_points)
+    lin, mask, sched, own_train = lineage_of(trial, state, level, cache, rewind_points)
     if sched is None:
-        return Level(level, mask, lin.entry.train_steps, {}, state_cpu(t.model), shared_from=lin.source)
-    got, train_seconds, explain_seconds = measured_of(t, st, level, cache, lin, mask, sched)
+        return Level(level, mask, lin.entry.train_steps, {}, state_cpu(trial.model), shared_from=lin.source)
+    got, train_seconds, explain_seconds = measured_of(trial, state, level, cache, lin, mask, sched)
     me, lineage = got.entry, lin.entry
-    t.model.load_state_dict(lineage.lineage)
+    trial.model.load_state_dict(lineage.lineage)
     if not me.cols:
-        return Level(level, mask, lineage.train_steps, {}, state_cpu(t.model), shared_from=got.source)
+        return Level(level, mask, lineage.train_steps, {}, state_cpu(trial.model), shared_from=got.source)
     guide_maps = me.guide_maps
-    if level == 0 and t.needs_guide_maps and guide_maps is None:  # its producer's method did not read them
-        guide_maps = torch.from_numpy(gradcam(t.model, t.model.cam_layer, t.guide_x, t.guide_y))
+    if level == 0 and trial.needs_guide_maps and guide_maps is None:  # its producer's method did not read them
+        guide_maps = torch.from_numpy(gradcam(trial.model, trial.model.cam_layer, trial.guide_x, trial.guide_y))
     m = Measurement(me.cols, me.maps, me.lrp, guide_maps, Concepts(me.pcbm, {}) if me.pcbm else None)
     reused = got.source is not None and got.source == me.source  # its parts took this trial no time
     cols = {**me.cols, **({c: 0.0 for c in me.cols if c.endswith("_seconds")} if reused else {}),
             "train_seconds": own_train + train_seconds, "explain_seconds": explain_seconds}
-    k = schedule.rewind_steps(t.cfg)
+    k = schedule.rewind_steps(trial.cfg)
     return Level(level, mask, lineage.train_steps, lineage.began_from, lineage.lineage, cols, m, lineage.rewinds,
                  lineage.rewinds.get(k) if level == 0 else None, got.source)

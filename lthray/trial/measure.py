@@ -61,23 +61,23 @@ class Clock:
             self.parts[name] = self.parts.get(name, 0.0) + time.perf_counter() - t0
 
 
-def concept_columns(t: Trial, dense_pcbm: dict[str, torch.Tensor], test_feats: torch.Tensor) -> Concepts:
+def concept_columns(trial: Trial, dense_pcbm: dict[str, torch.Tensor], test_feats: torch.Tensor) -> Concepts:
     """Fit the PCBM of the model's backbone and compare its concepts with the dense model's (`dense_pcbm`;
     empty at level 0, where this PCBM is the dense one); `test_feats` are the model's features of the test
     images (`train.evaluate_with_features`), for the PCBM's test accuracy. Needs the trial's concept bank."""
-    cc, data, bank = t.cfg.concepts, t.data, t.bank
+    cc, data, bank = trial.cfg.concepts, trial.data, trial.bank
     assert bank is not None, "concept_columns needs a concept bank (measure calls it only with one)"
     idx = slice(None) if bank.train_idx is None else bank.train_idx.to(data.train_x.device)
-    train_feats = concepts_mod.features(t.model, data.train_x[idx])
-    pcbm = concepts_mod.fit_pcbm(train_feats, bank.train_sim,
-                                 data.train_y[idx], steps=cc.proj_steps, C=cc.C, l1_ratio=cc.l1_ratio, seed=t.cfg.seed)
+    train_feats = concepts_mod.features(trial.model, data.train_x[idx])
+    pcbm = concepts_mod.fit_pcbm(train_feats, bank.train_sim, data.train_y[idx], steps=cc.proj_steps, C=cc.C,
+                                 l1_ratio=cc.l1_ratio, seed=trial.cfg.seed)
     acc = float((pcbm.logits(test_feats).argmax(1).cpu() == data.test_y.cpu()).float().mean())
     dense = concepts_mod.PCBM(**dense_pcbm) if dense_pcbm else pcbm
     top = pcbm.top_concepts(cc.topk)
     names = [f"{data.class_names[c]}: " + " | ".join(bank.concepts[j] for j in top[c]) for c in range(len(top))]
     refit = {}
     if not dense_pcbm:  # level 0: the refit noise floor of every later level's concept shift
-        other = refit_pcbm(t, train_feats, data.train_y[idx])
+        other = refit_pcbm(trial, train_feats, data.train_y[idx])
         refit = {"concept_refit_overlap": concepts_mod.topk_overlap(top, other.top_concepts(cc.topk)),
                  "concept_refit_spearman": concepts_mod.weight_spearman(pcbm.coef, other.coef)}
     return Concepts(pcbm.to_state(), {
@@ -88,13 +88,13 @@ def concept_columns(t: Trial, dense_pcbm: dict[str, torch.Tensor], test_feats: t
     })
 
 
-def refit_pcbm(t: Trial, train_feats: torch.Tensor, train_y: torch.Tensor) -> concepts_mod.PCBM:
+def refit_pcbm(trial: Trial, train_feats: torch.Tensor, train_y: torch.Tensor) -> concepts_mod.PCBM:
     """The same backbone's PCBM fitted again with another fit seed on a bootstrap resample of the bank's
     images: how far a concept bottleneck disagrees with itself when only the fit's randomness and the
     sample change. A concept shift within this is indistinguishable from refitting."""
-    cc, bank = t.cfg.concepts, t.bank
+    cc, bank = trial.cfg.concepts, trial.bank
     assert bank is not None
-    seed = data_mod.step_seed(t.cfg.seed, Salt.PCBM_REFIT, 0)
+    seed = data_mod.step_seed(trial.cfg.seed, Salt.PCBM_REFIT, 0)
     boot = torch.randint(len(train_feats), (len(train_feats),), generator=torch.Generator().manual_seed(seed))
     pick = {v.device: boot.to(v.device) for v in (train_feats, bank.train_sim, train_y)}
     return concepts_mod.fit_pcbm(train_feats[pick[train_feats.device]], bank.train_sim[pick[bank.train_sim.device]],
@@ -102,67 +102,67 @@ def refit_pcbm(t: Trial, train_feats: torch.Tensor, train_y: torch.Tensor) -> co
                                  seed=seed)
 
 
-def lrp_columns(t: Trial, st: TrialState, clock: Clock) -> tuple[np.ndarray | None, dict[str, Any]]:
+def lrp_columns(trial: Trial, state: TrialState, clock: Clock) -> tuple[np.ndarray | None, dict[str, Any]]:
     """The LRP maps of the probe images and their columns (none unless explain.lrp)."""
-    if not t.cfg.explain.lrp:
+    if not trial.cfg.explain.lrp:
         return None, {}
     with clock.part("lrp_seconds"):
-        lrp = lrp_maps(t.model, t.data.probe_x, t.data.probe_y)
-        ref_lrp = lrp if st.dense_lrp is None else st.dense_lrp.numpy()
+        lrp = lrp_maps(trial.model, trial.data.probe_x, trial.data.probe_y)
+        ref_lrp = lrp if state.dense_lrp is None else state.dense_lrp.numpy()
         return lrp, {"lrp_spearman": float(np.mean(spearman(lrp, ref_lrp))),
-                     **localisation.columns(lrp, t.objects, "lrp")}
+                     **localisation.columns(lrp, trial.objects, "lrp")}
 
 
-def reference_columns(t: Trial, maps: np.ndarray, lrp: np.ndarray | None, clock: Clock) -> dict[str, Any]:
+def reference_columns(trial: Trial, maps: np.ndarray, lrp: np.ndarray | None, clock: Clock) -> dict[str, Any]:
     """Level 0's extra columns: every probe map (the seed-vs-seed floor) and the randomisation sanity check
     of each attribution method, once per trial."""
     more: dict[str, Any] = {"reference_cams": maps.astype(np.float32).ravel().tolist()}
     if lrp is not None:
         more["reference_lrp"] = lrp.astype(np.float32).ravel().tolist()
-    seed = data_mod.step_seed(t.cfg.seed, Salt.SANITY, 0)
-    x, y = t.data.probe_x, t.data.probe_y
+    seed = data_mod.step_seed(trial.cfg.seed, Salt.SANITY, 0)
+    x, y = trial.data.probe_x, trial.data.probe_y
     with clock.part("sanity_seconds"):
-        more["cam_sanity_spearman"] = sanity.similarity(lambda m, a, b: gradcam(m, m.cam_layer, a, b), t.model, x,
+        more["cam_sanity_spearman"] = sanity.similarity(lambda m, a, b: gradcam(m, m.cam_layer, a, b), trial.model, x,
                                                         y, seed, maps)
         if lrp is not None:
-            more["lrp_sanity_spearman"] = sanity.similarity(lrp_maps, t.model, x, y, seed, lrp)
+            more["lrp_sanity_spearman"] = sanity.similarity(lrp_maps, trial.model, x, y, seed, lrp)
     return more
 
 
-def extra_metrics(t: Trial) -> dict[str, float] | None:
+def extra_metrics(trial: Trial) -> dict[str, float] | None:
     """The metrics registered with a compute function (lthray.metrics), of the network the model holds."""
-    return {m.name: float(m.compute(t.model, t.data)) for m in metrics.computed()} or None
+    return {m.name: float(m.compute(trial.model, trial.data)) for m in metrics.computed()} or None
 
 
-def measure(t: Trial, st: TrialState, level: int) -> Measurement:
+def measure(trial: Trial, state: TrialState, level: int) -> Measurement:
     """Test accuracy, Grad-CAM against the dense maps, faithfulness and concepts of the model. At level 0
     (st.dense_maps is None) its maps are the reference of every later level. Each part's seconds go in
     its column (cam_, faithfulness_, lrp_, sanity_, pcbm_seconds); explain_seconds is their whole."""
     t_eval = time.perf_counter()
-    if t.bank is None:
-        acc, loss, test_feats = *evaluate(t.model, t.data.test_x, t.data.test_y), None
+    if trial.bank is None:
+        acc, loss, test_feats = *evaluate(trial.model, trial.data.test_x, trial.data.test_y), None
     else:  # one pass over the test set gives accuracy and the PCBM's test features
-        acc, loss, test_feats = evaluate_with_features(t.model, t.data.test_x, t.data.test_y)
+        acc, loss, test_feats = evaluate_with_features(trial.model, trial.data.test_x, trial.data.test_y)
     eval_seconds = time.perf_counter() - t_eval
     t0, clock = time.perf_counter(), Clock()
-    ref = None if st.dense_maps is None else st.dense_maps.numpy()
+    model, x, y = trial.model, trial.data.probe_x, trial.data.probe_y  # the probe images every map is of
+    ref = None if state.dense_maps is None else state.dense_maps.numpy()
     with clock.part("cam_seconds"):
-        rep = explain(t.model, t.model.cam_layer, t.data.probe_x, t.data.probe_y, ref, t.cfg.explain,
-                      faithful=False)
+        rep = explain(model, model.cam_layer, x, y, ref, trial.cfg.explain, faithful=False)
         guide_maps = None
-        if level == 0 and t.needs_guide_maps:
-            guide_maps = torch.from_numpy(gradcam(t.model, t.model.cam_layer, t.guide_x, t.guide_y))
+        if level == 0 and trial.needs_guide_maps:
+            guide_maps = torch.from_numpy(gradcam(trial.model, trial.model.cam_layer, trial.guide_x, trial.guide_y))
     with clock.part("faithfulness_seconds"):
-        faith = float(np.nanmean(faithfulness(t.model, t.data.probe_x, t.data.probe_y, rep.maps, t.cfg.explain)))
-    lrp, more = lrp_columns(t, st, clock)
+        faith = float(np.nanmean(faithfulness(model, x, y, rep.maps, trial.cfg.explain)))
+    lrp, more = lrp_columns(trial, state, clock)
     if level == 0:
-        more.update(reference_columns(t, rep.maps, lrp, clock))
+        more.update(reference_columns(trial, rep.maps, lrp, clock))
     with clock.part("pcbm_seconds"):
-        con = None if test_feats is None else concept_columns(t, st.dense_pcbm, test_feats)
+        con = None if test_feats is None else concept_columns(trial, state.dense_pcbm, test_feats)
     cols = {"test_acc": acc, "test_loss": loss, "cam_spearman": rep.spearman, "cam_iou": rep.iou,
             "cam_faithfulness": faith, "probe_cams": rep.maps[:GALLERY].ravel().tolist(),
-            **localisation.columns(rep.maps, t.objects), **more,
-            "object_area": None if t.objects is None else float(t.objects.mean()),
-            **(con.cols if con is not None else {}), "extra_metrics": extra_metrics(t), **clock.parts}
+            **localisation.columns(rep.maps, trial.objects), **more,
+            "object_area": None if trial.objects is None else float(trial.objects.mean()),
+            **(con.cols if con is not None else {}), "extra_metrics": extra_metrics(trial), **clock.parts}
     return Measurement({**cols, "explain_seconds": time.perf_counter() - t0, "eval_seconds": eval_seconds}, rep.maps,
                        lrp, guide_maps, con)

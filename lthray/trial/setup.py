@@ -81,15 +81,15 @@ def setup(cfg: TrialConfig, device: torch.device, *, sweep: str, trial_id: str) 
                  bank, identity_columns(cfg, bank, sweep, trial_id), data_mod.object_masks(data, data.probe_x))
 
 
-def context(t: Trial, st: TrialState, level: int, mask: masks.Mask) -> ScoreContext:
+def context(trial: Trial, state: TrialState, level: int, mask: masks.Mask) -> ScoreContext:
     """The criterion inputs the trial's method declared in its `Needs`, and nothing else."""
-    needs = t.method.needs
+    needs = trial.method.needs
     return ScoreContext(
-        t.model, masks.to_device(mask, t.device), t.cfg.seed, level,
-        guide_x=t.guide_x if needs.guide_images or t.method.at_init else None,
-        guide_y=t.guide_y if needs.guide_images or t.method.at_init else None,
-        guide_maps=st.guide_maps if needs.dense_cams else None,
-        pcbm=concepts_mod.PCBM(**st.pcbm) if needs.pcbm and st.pcbm else None,
-        concept_topk=t.cfg.concepts.topk,
-        start_weights=st.began_from if needs.start_weights else None,
+        trial.model, masks.to_device(mask, trial.device), trial.cfg.seed, level,
+        guide_x=trial.guide_x if needs.guide_images or trial.method.at_init else None,
+        guide_y=trial.guide_y if needs.guide_images or trial.method.at_init else None,
+        guide_maps=state.guide_maps if needs.dense_cams else None,
+        pcbm=concepts_mod.PCBM(**state.pcbm) if needs.pcbm and state.pcbm else None,
+        concept_topk=trial.cfg.concepts.topk,
+        start_weights=state.began_from if needs.start_weights else None,
     )

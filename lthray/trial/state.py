@@ -74,13 +74,13 @@ def resume_state(workdir: Path, say: Callable[[str], None]) -> TrialState:
         if not path.exists():
             continue
         try:
-            st = TrialState.load(path)
+            state = TrialState.load(path)
         except CorruptState as e:
             say(f"lthray: {e}; passing over it")
             continue
         if name == PREVIOUS:
-            say(f"lthray: continuing from {path} (level {st.level}): level {st.level + 1} is recomputed")
-        return st
+            say(f"lthray: continuing from {path} (level {state.level}): level {state.level + 1} is recomputed")
+        return state
     if (workdir / STATE).exists() or (workdir / PREVIOUS).exists():
         say(f"lthray: no readable checkpoint in {workdir}: the trial restarts from level 0 (its finished rows "
             "stay, and are not written twice)")
@@ -96,13 +96,13 @@ def last_level(path: Path) -> int:
         return -1
 
 
-def check_masks(cfg: TrialConfig, st: TrialState, workdir: Path, results_dir: str | Path,
+def check_masks(cfg: TrialConfig, state: TrialState, workdir: Path, results_dir: str | Path,
                 say: Callable[[str], None]) -> TrialState:
     """The state to continue from, given the mask files of the finished levels: a missing or unreadable
     one is named and set aside, and its level is recomputed (from PREVIOUS when it is the last level,
     else from level 0); rows that exist stay and are never written twice."""
     rid = run_id(cfg)
-    for level in range(st.level + 1):
+    for level in range(state.level + 1):
         why = mask_files.problem(results_dir, rid, level)
         if why is None:
             continue
@@ -110,11 +110,11 @@ def check_masks(cfg: TrialConfig, st: TrialState, workdir: Path, results_dir: st
         if why != "is missing":
             storage.set_aside(path)
         try:
-            prev = TrialState.load(workdir / PREVIOUS) if level == st.level and (workdir / PREVIOUS).exists() \
+            prev = TrialState.load(workdir / PREVIOUS) if level == state.level and (workdir / PREVIOUS).exists() \
                 else None
         except CorruptState:
             prev = None
         start = prev if prev is not None and prev.level == level - 1 else TrialState()
         say(f"lthray: mask file {path} {why}; recomputing from level {start.level + 1}")
         return start
-    return st
+    return state

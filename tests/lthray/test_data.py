@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from lthray import data
+from lthray import data, datasets
 
 
 def test_digits_is_real_embedded_data_with_a_fixed_split(digits):
@@ -19,7 +19,7 @@ def test_digits_is_real_embedded_data_with_a_fixed_split(digits):
 
     raw = load_digits()
     assert len(digits.train_y) + len(digits.test_y) == len(raw.target)
-    again = data._load_digits(Path("."))
+    again = datasets.digits.load(Path("."))
     assert np.array_equal(again[1], digits.train_y.numpy())
 
 
@@ -53,7 +53,7 @@ def test_cifar10_offline_fails_with_a_clear_message(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tvd.CIFAR10, "download", no_network)
     with pytest.raises(data.DataUnavailableError) as e:
-        data._load_cifar10(tmp_path)
+        datasets.cifar10.load(tmp_path)
     msg = str(e.value)
     assert str(tmp_path) in msg and "cifar-10-python.tar.gz" in msg and "LTHRAY_DATA" in msg
 
@@ -77,7 +77,7 @@ def test_cifar10_files_on_disk_become_device_tensors(tmp_path, monkeypatch):
     # torchvision checks md5s of the real files; these are generated stand-ins in the same format
     monkeypatch.setattr(tvd.CIFAR10, "_check_integrity", lambda self: True)
     monkeypatch.setattr(tv_cifar, "check_integrity", lambda *a, **k: True)
-    trx, try_, tex, tey, classes = data._load_cifar10(tmp_path)
+    trx, try_, tex, tey, classes = datasets.cifar10.load(tmp_path)
     assert trx.shape == (20, 32, 32, 3) and tex.shape == (4, 32, 32, 3) and classes[3] == "class3"
     d = data.to_tensors(data.DATASETS.get("cifar10"), (trx, try_), (tex, tey), classes, 2, "cpu")
     assert d.train_x.shape == (20, 3, 32, 32) and d.test_y.dtype == torch.long

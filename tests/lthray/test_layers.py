@@ -14,7 +14,7 @@ PACKAGES = ("lthray", "sweeps", "analysis", "bench")
 
 # Lower layers never import higher ones, not even lazily inside a function.
 LAYERS = [
-    {"registry", "storage", "modes", "config", "fashion_mnist", "metrics"},
+    {"registry", "storage", "modes", "config", "datasets", "metrics"},
     {"data", "masks", "models", "results", "schedule"},
     {"rewind", "methods", "explain", "train", "instability", "mask_files", "validate"},
     {"trial", "presets"},

@@ -159,7 +159,8 @@ def test_a_choice_of_a_guided_key_is_sampled_for_guided_methods_only():
 
 
 def test_a_corrupt_dataset_is_refused_before_ray_starts(tmp_path, monkeypatch, capsys):
-    from lthray import data, fashion_mnist
+    from lthray import data
+    from lthray.datasets import fashion_mnist
 
     folder = tmp_path / "data" / "fashion-mnist"
     folder.mkdir(parents=True)

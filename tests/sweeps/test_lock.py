@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sweeps import lock
-from sweeps.store import Store
+from sweeps.store import SweepFolder
 
 
 def _said():
@@ -21,14 +21,14 @@ def _said():
     return lines, lines.append
 
 
-def _write(store: Store, **info) -> None:
+def _write(store: SweepFolder, **info) -> None:
     Path(store.dir).mkdir(parents=True, exist_ok=True)
     with open(store.path(lock.LOCK), "w") as f:
         json.dump(info, f)
 
 
 def test_a_second_driver_is_refused_and_named_while_the_first_holds_it(tmp_path):
-    store = Store(str(tmp_path), "s")
+    store = SweepFolder(str(tmp_path), "s")
     held = lock.acquire(store)
     try:
         with pytest.raises(lock.SweepLocked) as e:
@@ -46,7 +46,7 @@ def test_a_second_driver_is_refused_and_named_while_the_first_holds_it(tmp_path)
 
 
 def test_a_dead_pid_on_this_host_is_taken_over_with_one_line(tmp_path):
-    store = Store(str(tmp_path), "s")
+    store = SweepFolder(str(tmp_path), "s")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     _write(store, host=socket.gethostname(), pid=dead.pid, proc_start=None, started="then", heartbeat=time.time())
@@ -56,7 +56,7 @@ def test_a_dead_pid_on_this_host_is_taken_over_with_one_line(tmp_path):
 
 
 def test_a_live_pid_on_this_host_is_respected_even_without_its_flock(tmp_path):
-    store = Store(str(tmp_path), "s")
+    store = SweepFolder(str(tmp_path), "s")
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         _write(store, host=socket.gethostname(), pid=alive.pid, proc_start=lock._proc_start(alive.pid),
@@ -74,7 +74,7 @@ def test_a_live_pid_on_this_host_is_respected_even_without_its_flock(tmp_path):
 
 
 def test_another_hosts_lock_is_respected_until_its_heartbeat_is_stale(tmp_path):
-    store = Store(str(tmp_path), "s")
+    store = SweepFolder(str(tmp_path), "s")
     _write(store, host="elsewhere", pid=1234, started="now", heartbeat=time.time() - 10)
     with pytest.raises(lock.SweepLocked, match="PID 1234 on host elsewhere .* last heartbeat 10 s ago"):
         lock.acquire(store, stale_s=60)
@@ -85,7 +85,7 @@ def test_another_hosts_lock_is_respected_until_its_heartbeat_is_stale(tmp_path):
 
 
 def test_the_holder_heartbeats(tmp_path):
-    store = Store(str(tmp_path), "s")
+    store = SweepFolder(str(tmp_path), "s")
     held = lock.acquire(store, heartbeat_s=0.05)
     try:
         first = json.loads(open(store.path(lock.LOCK)).read())["heartbeat"]
@@ -98,7 +98,7 @@ def test_the_holder_heartbeats(tmp_path):
 def test_on_an_object_store_the_lock_is_advisory_by_heartbeat():
     from lthray import storage
 
-    store = Store("mock://bucket/lthray", f"s{time.time_ns()}")
+    store = SweepFolder("mock://bucket/lthray", f"s{time.time_ns()}")
     storage.write_text(store.path(lock.LOCK), json.dumps({"host": "elsewhere", "pid": 7, "heartbeat": time.time()}))
     with pytest.raises(lock.SweepLocked, match="PID 7 on host elsewhere"):
         lock.acquire(store)

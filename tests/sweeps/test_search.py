@@ -20,7 +20,7 @@ from lthray.presets import PRESETS, TARGET_DENSITY
 from sweeps import cli
 from sweeps.confirm import IMP, ConfirmError, confirm_preset
 from sweeps.imp_vs_guided import main
-from sweeps.store import Store
+from sweeps.store import SweepFolder
 
 
 def test_the_default_sweep_is_the_64_trial_search():
@@ -82,9 +82,9 @@ def test_nondominated_keeps_the_pareto_set_and_ties():
     assert nondominated(v).tolist() == [True, True, True, False, True]
 
 
-def _search_rows(root: Path, name: str, trials: list[dict], make_row, *, complete: bool = True) -> Store:
+def _search_rows(root: Path, name: str, trials: list[dict], make_row, *, complete: bool = True) -> SweepFolder:
     """A finished (or not) search folder: sweep.json and rows of smoke configs, levels 0..2."""
-    store = Store(str(root), name)
+    store = SweepFolder(str(root), name)
     (root / name).mkdir(parents=True)
     store.write_text("sweep.json", json.dumps({"preset": "smoke", "signature": "x", "num_samples": len(trials),
                                                "search": "optuna"}))
@@ -130,10 +130,10 @@ def test_confirm_runs_the_front_and_imp_at_its_schedule_with_fresh_seeds(tmp_pat
 
 def test_confirm_refuses_a_missing_or_unfinished_search(tmp_path, capsys, make_row):
     with pytest.raises(ConfirmError, match="no sweep at"):
-        confirm_preset(Store(str(tmp_path), "nothing"), 2)
+        confirm_preset(SweepFolder(str(tmp_path), "nothing"), 2)
     _search_rows(tmp_path, "half", TRIALS, make_row, complete=False)
     with pytest.raises(ConfirmError, match=r"unfinished \(2/3 trials complete\)"):
-        confirm_preset(Store(str(tmp_path), "half"), 2)
+        confirm_preset(SweepFolder(str(tmp_path), "half"), 2)
     # and from the command line: one line, exit 2, no confirm sweep written
     assert main(["--confirm", "half", "--storage", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()

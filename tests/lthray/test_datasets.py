@@ -6,8 +6,9 @@ import hashlib
 import numpy as np
 import pytest
 
-from lthray import data, fashion_mnist
+from lthray import data
 from lthray.__main__ import main
+from lthray.datasets import fashion_mnist
 
 
 def _idx(path, arr: np.ndarray) -> fashion_mnist.IdxFile:

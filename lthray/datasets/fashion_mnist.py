@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lthray.datasets.base import DATASETS, DatasetSpec, DataUnavailableError
+
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 HOWTO = ("install it with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or put the four files "
@@ -101,3 +103,16 @@ def load(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, li
     arr = {k: read_idx(folder / f.name, f) for k, f in FILES.items()}
     return (arr["train_x"][..., None], arr["train_y"].astype(np.int64), arr["test_x"][..., None],
             arr["test_y"].astype(np.int64), list(CLASSES))
+
+
+def _spec_load(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """$LTHRAY_DATA/fashion-mnist, Debian's package, or torchvision's download (see `load`)."""
+    try:
+        return load(root.parent / "fashion-mnist")
+    except FashionMNISTError as e:
+        raise DataUnavailableError(str(e)) from None
+
+
+# Clothes mirror into clothes, so flips are label-preserving; 1 channel: models are built for grayscale.
+DATASETS.register("fashion_mnist")(DatasetSpec("fashion_mnist", 60000, 10000, 10, flip=True, pad=2,
+                                               load=_spec_load, channels=1, black_background=True))
