@@ -17,6 +17,14 @@ VERDICTS = {"lower": ("lower", "#e08214"), "higher": ("higher", "#2166ac"),
             "no CI": ("one seed: no test", "#f7f7f7")}
 
 
+def effect(x: float) -> str:
+    """A cell's effect: 2 significant digits, never in exponent form (+0.00005, not +5e-05)."""
+    if not np.isfinite(x):
+        return ""
+    out = claims._signed(x)
+    return f"{x:+.5f}".rstrip("0") if "e-" in out else out
+
+
 def cells(t: pd.DataFrame, mean: str, verdict: str, scale: float) -> pd.DataFrame:
     """The grid's cells of a test table (one row per series and level): row label, column label, the
     verdict's words and the effect as printed."""
@@ -26,7 +34,7 @@ def cells(t: pd.DataFrame, mean: str, verdict: str, scale: float) -> pd.DataFram
         "series": series.to_numpy(),
         "density": [f"{stats.pct(d)} (L{lv})" for d, lv in zip(t["density"], t["level"], strict=True)],
         "verdict": [VERDICTS[v][0] for v in t[verdict]],
-        "effect": [claims._signed(m * scale) if np.isfinite(m) else "" for m in t[mean]],
+        "effect": [effect(m * scale) for m in t[mean]],
     }).assign(order=pd.Categorical(t["level"], sorted(order["level"].unique())).codes)
 
 
@@ -55,7 +63,7 @@ def claim_grids(tables: dict[str, pd.DataFrame]) -> alt.VConcatChart | None:
     return alt.vconcat(*charts).resolve_scale(color="shared") if charts else None
 
 
-def versus_imp_grids(diffs: pd.DataFrame) -> alt.VConcatChart | None:
+def versus_imp_grids(diffs: pd.DataFrame) -> alt.ConcatChart | None:
     """One grid per headline or guard metric (lthray.metrics) measured in `diffs`: each method against
     IMP, paired by seed, one Holm family per metric."""
     charts = []
@@ -64,4 +72,4 @@ def versus_imp_grids(diffs: pd.DataFrame) -> alt.VConcatChart | None:
             continue
         unit = ", points" if m.scale == 100 else ""
         charts.append(grid(diffs, f"{m.label}: method - IMP{unit}", f"d_{m.name}", f"{m.name}_verdict", m.scale))
-    return alt.vconcat(*charts).resolve_scale(color="shared") if charts else None
+    return alt.concat(*charts, columns=3).resolve_scale(color="shared") if charts else None
