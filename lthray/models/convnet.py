@@ -17,12 +17,12 @@ class ConvNet(CamModel):
         super().__init__()
         c = width
         self.body = nn.Sequential(
-            conv_bn(in_channels, c), nn.MaxPool2d(2),  # 16x16
-            conv_bn(c, 2 * c), nn.MaxPool2d(2),  # 8x8
+            conv_bn(in_channels, c), nn.MaxPool2d(2),  # 32x32 -> 16x16 (28x28 -> 14x14)
+            conv_bn(c, 2 * c), nn.MaxPool2d(2),  # 8x8 (7x7 on Fashion-MNIST)
             conv_bn(2 * c, 4 * c),
             conv_bn(4 * c, 4 * c),
         )
-        self.cam_layer = self.body[-1]  # 8x8 map
+        self.cam_layer = self.body[-1]  # an input/4 map: 8x8 on 32x32 inputs, 7x7 on 28x28 Fashion-MNIST
         self.fc = nn.Linear(4 * c, num_classes)
         self.pool = GlobalAvgPool()
 
