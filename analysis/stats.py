@@ -17,8 +17,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import inference
-from lthray import metrics
-from lthray.methods import METHODS
+from lthray import methods, metrics
 
 METRICS = metrics.LABELS  # name -> label of every metric (lthray.metrics), read at each use
 FAMILY = ["method", "guidance_weight", "lambda_fid"]
@@ -58,9 +57,7 @@ def series(d: pd.DataFrame, ignore: tuple[str, ...] = ()) -> list[str]:
     return [f"{f} [{names[g]}]" if names[g] else f for f, g in zip(d["family"], d["design"], strict=True)]
 
 
-def is_guided(method: str) -> bool:
-    """Guided-ness from the method registry; a method this lthray does not know is not counted as guided."""
-    return method in METHODS and METHODS.get(method).guided
+is_guided = methods.is_guided  # the registry's answer (lthray.methods), one definition
 
 
 def design_names(summary: pd.DataFrame, ignore: tuple[str, ...] = ()) -> dict[str, str]:

@@ -157,4 +157,6 @@ def names(*, guided: bool | None = None, at_init: bool | None = None, reinit: bo
 
 
 def is_guided(method: str) -> bool:
-    return METHODS.get(method).guided
+    """Whether `method` mixes a guide score into magnitude; a name this lthray does not know (rows of a
+    plugin's method read without the plugin) is not counted as guided."""
+    return method in METHODS and METHODS.get(method).guided

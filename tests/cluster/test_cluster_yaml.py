@@ -51,9 +51,16 @@ def test_no_secrets_and_no_extra_ports(config):
     assert "--dashboard-host=127.0.0.1" in head
 
 
-def test_readme_cluster_section_uses_the_same_placeholder_and_real_flags(config):
+def _cluster_docs() -> list[str]:
+    """The cluster guide (docs/cluster.md, up to its security section) and the README's cluster commands."""
+    guide = (ROOT / "docs" / "cluster.md").read_text().split("\n## Who can reach", 1)[0]
     readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Running on a cluster", 1)[1].split("\n## ", 1)[0]
+    return [guide, readme.split("On a GPU cluster", 1)[1].split("\n## ", 1)[0]]
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["docs/cluster.md", "README"])
+def test_the_cluster_docs_use_the_same_placeholder_and_real_flags(config, which):
+    section = _cluster_docs()[which]
     assert STORAGE_PLACEHOLDER in (ROOT / "cluster.yaml").read_text()
     assert STORAGE_PLACEHOLDER in section
     for cmd in ("ray up cluster.yaml", "ray down cluster.yaml", "--resume", "--address auto"):
