@@ -39,7 +39,7 @@ search-demo: $(STAMP) data
 		--out runs/$(NAME)-search-confirm/analysis
 
 # The reference study committed under docs/study/fashion-mnist: 6 methods x 5 seeds, 30 trials of 6 levels
-# (a level about 70-90 s on one of 2 CPU cores; level 0 is shared by the methods of a seed: lthray.share).
+# (a level about 70-90 s on one of 2 CPU cores; level 0 is shared by the methods of a seed: lthray.trial.cache).
 study: $(STAMP) data
 	$(BIN)/python sweeps/imp_vs_guided.py --preset fashion --storage runs --name fashion
 	$(BIN)/python -m analysis.pareto --report-only --results runs/fashion/results --out docs/study/fashion-mnist
