@@ -97,6 +97,16 @@ def knee_sentence(acc: pd.DataFrame, design: str, margin: float, family: str = "
     if equiv:
         return (f"{name}'s accuracy is equivalent to its dense model's (TOST at {pts}, Holm) down to "
                 f"{stats.pct(g['density'].iloc[equiv - 1])} density{lost}")
+    # Detectably *above* dense is kept accuracy too (non-inferior a fortiori): a run of levels each either
+    # equivalent or higher, with at least one equivalent, says so level by level.
+    kept = _run_length(g["verdict"].isin(["equivalent", "higher"]))
+    if kept and (g["verdict"].iloc[:kept] == "equivalent").any():
+        run = g.iloc[:kept]
+        said = {v: ", ".join(stats.pct(d) for d in run.loc[run["verdict"] == v, "density"])
+                for v in ("higher", "equivalent")}
+        return (f"{name}'s accuracy is not below its dense model's down to {stats.pct(run['density'].iloc[-1])} "
+                f"density: detectably higher (Holm) at {said['higher']}, equivalent (TOST at {pts}, Holm) at "
+                f"{said['equivalent']}{lost}")
     near = _run_length(g["mean"] >= -margin)
     estimate = (f"; its mean stays within {pts} down to {stats.pct(g['density'].iloc[near - 1])} density (a point "
                 f"estimate, not a test)" if near else "")

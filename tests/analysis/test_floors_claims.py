@@ -227,3 +227,18 @@ def test_numbers_in_claim_sentences_read_plainly():
     # -99.6 points is "-100", not "-1e+02"; float round-off at 0 is "+0", not "+3.7e-17"
     assert [claims._signed(x) for x in (-99.6, -100.2, 3.7e-17, -0.0123, 2.5)] == ["-100", "-100", "+0", "-0.012",
                                                                                   "+2.5"]
+
+
+def test_a_level_above_dense_keeps_accuracy_in_the_knee_sentence():
+    """Higher at 40% and 16%, equivalent at 6.4%, lower after: the run of kept levels is said level by level
+    (the reference report once said the test 'passes at no pruned level' beside 'no change at 6.4%')."""
+    acc = pd.DataFrame({"design": "d", "family": "imp", "level": [1, 2, 3, 4],
+                        "density": [0.4, 0.16, 0.064, 0.0256], "mean": [0.005, 0.005, -0.001, -0.02],
+                        "verdict": ["higher", "higher", "equivalent", "lower"], "n": 5})
+    said = claims.knee_sentence(acc, "d", 0.01)
+    assert said.startswith("IMP's accuracy is not below its dense model's down to 6.4% density: detectably higher "
+                           "(Holm) at 40%, 16%, equivalent (TOST at ±1 point, Holm) at 6.4%")
+    assert "detectably lower (Holm) from 2.6%" in said
+    # without any equivalent level, a run of 'higher' alone is not called equivalence
+    higher_only = acc.assign(verdict=["higher", "higher", "inconclusive", "lower"])
+    assert "equivalent" not in claims.knee_sentence(higher_only, "d", 0.01)
