@@ -59,12 +59,12 @@ def register(m: Metric) -> Metric:
 
 def unregister(name: str) -> None:
     """Remove a metric (tests that register a toy one clean up after themselves)."""
-    METRICS._items.pop(name, None)
+    METRICS.unregister(name)
 
 
 def all_metrics() -> list[Metric]:
     """Every metric, built-in ones in their declared order, then registered ones."""
-    return [METRICS.get(n) for n in METRICS._items]
+    return METRICS.values()
 
 
 def computed() -> list[Metric]:

@@ -33,6 +33,14 @@ class Registry(Generic[T]):
         except KeyError:
             raise KeyError(f"unknown {self.kind} {name!r}; allowed: {', '.join(self.names())}") from None
 
+    def unregister(self, name: str) -> None:
+        """Remove `name` if registered (a test or a plugin that cleans up after itself)."""
+        self._items.pop(name, None)
+
+    def values(self) -> list[T]:
+        """The registered objects in the order they were registered."""
+        return list(self._items.values())
+
     def names(self) -> list[str]:
         return sorted(self._items)
 

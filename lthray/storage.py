@@ -81,9 +81,7 @@ def list_files(folder: str | Path, suffix: str) -> list[str]:
 
 
 def read_text(location: str | Path) -> str:
-    fs, path = resolve(location)
-    with fs.open_input_stream(path) as f:
-        return f.read().decode()
+    return read_bytes(location).decode()
 
 
 def write_bytes(location: str | Path, payload: bytes) -> None:
@@ -113,6 +111,10 @@ class Unsealed(ValueError):
     """A sealed file that cannot be trusted: truncated, altered, or not of the expected kind."""
 
 
+class ChecksumMismatch(Unsealed):
+    """A sealed file whose bytes are not the ones sealed (truncated, altered) or that is no sealed file."""
+
+
 def seal(magic: bytes, obj: object) -> bytes:
     """lthray's one checkpoint format: `magic`, the sha256 of the torch.save bytes, then those bytes. The
     trial's state.pt and the sweep's shared levels both use it; a kill -9 mid-write is caught by the
@@ -138,11 +140,11 @@ def unseal(data: bytes, magic: bytes, *, legacy: bool = False) -> dict:
     if data.startswith(magic):
         digest, blob = data[len(magic) : len(magic) + 32], data[len(magic) + 32 :]
         if hashlib.sha256(blob).digest() != digest:
-            raise Unsealed(f"checksum mismatch ({len(data)} bytes; truncated or altered)")
+            raise ChecksumMismatch(f"checksum mismatch ({len(data)} bytes; truncated or altered)")
     elif legacy:
         blob = data
     else:
-        raise Unsealed("checksum mismatch (not a sealed lthray file)")
+        raise ChecksumMismatch("checksum mismatch (not a sealed lthray file)")
     try:
         return torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
     except Exception as e:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import claims, floors, inference, instability, search, stats, tickets
-from analysis.load import AnalysisError, sweep_meta
+from analysis.load import sweep_meta
 from analysis.report import verdicts
 from analysis.report.charts import by_series, curve, diff_panels, lth_curves, pareto_bands
 from analysis.report.findings import HEADLINE, findings, imp_designs
@@ -291,11 +291,3 @@ def margin_arg(item: str) -> tuple[str, float]:
     if not v > 0:
         raise argparse.ArgumentTypeError(f"{item!r}: a margin must be > 0")
     return name, v
-
-
-def parse_margins(items: list[str]) -> dict[str, float]:
-    """--margin METRIC=VALUE items as a dict; AnalysisError naming a bad one."""
-    try:
-        return dict(margin_arg(i) for i in items)
-    except argparse.ArgumentTypeError as e:
-        raise AnalysisError(f"--margin {e}") from None

@@ -39,10 +39,10 @@ import torch
 
 from lthray import storage
 from lthray.config import TrialConfig, to_flat
+from lthray.trial.state import Weights
 
 VERSION = 1  # bump when what an entry holds, or how a level is computed, changes
 _MAGIC = b"lthray-shared-v1\n"
-Weights = dict[str, torch.Tensor]
 
 # Config sections that determine every level of a trial, measurement included.
 _BASE = ("data.", "model.", "train.", "explain.", "concepts.")
@@ -143,7 +143,7 @@ class LevelCache:
         try:  # an entry is data (tensors, a JSON string), never code to unpickle
             raw = storage.unseal(storage.read_bytes(path), _MAGIC)
         except storage.Unsealed as e:
-            why = "is corrupt (checksum)" if "checksum" in str(e) else f"is unreadable ({e})"
+            why = "is corrupt (checksum)" if isinstance(e, storage.ChecksumMismatch) else f"is unreadable ({e})"
             aside = storage.set_aside(path)
             print(f"lthray: shared entry {path} {why}; set aside as {aside}, recomputing", flush=True)
             return None

@@ -18,9 +18,7 @@ from lthray.explain.concept_sources import bank_for
 from lthray.methods import METHODS, Method, ScoreContext
 from lthray.models import build
 from lthray.models.common import CamModel
-from lthray.trial.state import TrialState
-
-Weights = dict[str, torch.Tensor]
+from lthray.trial.state import TrialState, Weights
 
 
 def default_device() -> torch.device:
