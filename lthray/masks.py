@@ -119,7 +119,9 @@ def as_float(model: nn.Module, mask: Mask) -> tuple[list[torch.Tensor], list[tor
     optimizer step is one fused multiply with no allocation."""
     params = prunable(model)
     ws = [params[k] for k in mask]
-    return ws, [m.to(device=w.device, dtype=w.dtype) for m, w in zip(mask.values(), ws, strict=True)]
+    # empty_like keeps each weight's layout (channels-last in float32 trials): a multiply of tensors
+    # with equal strides is one contiguous loop.
+    return ws, [torch.empty_like(w).copy_(m) for m, w in zip(mask.values(), ws, strict=True)]
 
 
 @torch.no_grad()

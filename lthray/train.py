@@ -8,6 +8,7 @@ step k sees exactly the batches an uninterrupted run would have seen from step k
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ from torch import nn
 
 from lthray import masks
 from lthray.config import TrainConfig
-from lthray.data import Data, Salt, batch_at, epoch_order, step_seed, steps_per_epoch
+from lthray.data import Data, Salt, batch_at, epoch_order, memory_format, step_seed, steps_per_epoch
 from lthray.masks import Mask
 from lthray.models.common import CamModel
 from lthray.modes import eval_mode
@@ -46,9 +47,21 @@ class TrainResult:
     last_loss: float
 
 
-def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
-                           weight_decay=cfg.weight_decay)
+def _optimizer(model: nn.Module, cfg: TrainConfig, lr: torch.Tensor) -> torch.optim.Optimizer:
+    """SGD whose learning rate is a device tensor (`lr`, rewritten before every step by a device copy).
+
+    On CUDA the fused kernel reads that tensor where it lies; the default path would call `.item()` on
+    it, a host sync per step. On CPU the default path is kept: bit-for-bit the float-lr results."""
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
+                           weight_decay=cfg.weight_decay, fused=lr.device.type == "cuda" or None)
+
+
+def lr_table(start: int, end: int, cfg: TrainConfig, spe: int, constant_lr: float | None,
+             like: torch.Tensor) -> torch.Tensor:
+    """Steps [start, end)'s learning rates as one tensor on `like`'s device and dtype: the loop copies
+    entry k into the optimizer's lr tensor on the device, so no step hands the host a float."""
+    rates = [constant_lr if constant_lr is not None else lr_at(s, cfg.epochs * spe, cfg) for s in range(start, end)]
+    return torch.tensor(rates or [cfg.lr], dtype=like.dtype).to(like.device)
 
 
 def _autocast(x: torch.Tensor) -> contextlib.AbstractContextManager:
@@ -57,9 +70,30 @@ def _autocast(x: torch.Tensor) -> contextlib.AbstractContextManager:
     return torch.autocast("cuda", dtype=torch.bfloat16) if fast else contextlib.nullcontext()
 
 
-def _augment_rng(seed: int, step: int) -> torch.Generator:
-    """Step `step`'s augmentation draws: a pure function of (seed, step), so a resumed run replays them."""
-    return torch.Generator().manual_seed(step_seed(seed, Salt.AUGMENT, step))
+def _augment_rng(seed: int, step: int, device: torch.device) -> torch.Generator:
+    """Step `step`'s augmentation draws: a pure function of (seed, step), so a resumed run replays them.
+
+    The generator lives on the data's device, so the draws are made there: no per-step copy of random
+    numbers from pageable host memory. On CPU this is the very stream it always was; a CUDA generator
+    (Philox) draws another stream than the CPU's (mt19937), so GPU batches differ from CPU ones (they
+    always differed in float sums)."""
+    return torch.Generator(device=device).manual_seed(step_seed(seed, Salt.AUGMENT, step))
+
+
+def _eager(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model(x)
+
+
+@functools.cache
+def compiled_forward() -> Callable[[nn.Module, torch.Tensor], torch.Tensor]:
+    """The training forward under `torch.compile`, made once per process.
+
+    The model is an argument, not a closure: dynamo inlines nn.Modules and guards on their class,
+    shapes and dtypes rather than their identity, so every level and every trial of one model shape in
+    this process (Ray's `reuse_actors` keeps it) reuses one compilation; tests count them. AOTAutograd
+    compiles the backward with it. The mask re-zero, the optimizer step and an `extra_loss` (whose
+    fidelity term needs a double backward, which compiled graphs do not support) stay eager."""
+    return torch.compile(_eager, dynamic=False)
 
 
 def train(
@@ -79,12 +113,17 @@ def train(
 
     `constant_lr` replaces the schedule (fine-tuning). `on_step(s)` runs before step s, so at s = k it
     sees the weights after k steps: the rewind point. A fresh optimizer is made: momentum is not rewound.
-    Raises Diverged if the loss stops being finite.
+    The model is put in the data's memory format (`data.memory_format`). Raises Diverged if the loss
+    stops being finite.
     """
     spe = steps_per_epoch(len(data.train_x), cfg.batch_size)
+    model.to(memory_format=memory_format(data.train_x.dtype))
     masked = masks.as_float(model, mask or {})
     masks.rezero(*masked)
-    opt, autocast = _optimizer(model, cfg), _autocast(data.train_x)
+    lrs = lr_table(start, end, cfg, spe, constant_lr, data.train_x)
+    lr = lrs[0].clone()
+    opt, autocast = _optimizer(model, cfg, lr), _autocast(data.train_x)
+    forward = compiled_forward() if cfg.compile else _eager
     model.train()
     t0, order, order_epoch = time.perf_counter(), torch.empty(0), -1
     last_loss = torch.zeros((), device=data.train_x.device)
@@ -92,13 +131,12 @@ def train(
         if on_step is not None:
             on_step(step)
         epoch, i = divmod(step, spe)
-        if epoch != order_epoch:
+        if epoch != order_epoch:  # one host-to-device copy an epoch
             order, order_epoch = epoch_order(len(data.train_x), seed, epoch).to(data.train_x.device), epoch
-        x, y = batch_at(data, order, i, cfg.batch_size, _augment_rng(seed, step))
-        for group in opt.param_groups:
-            group["lr"] = constant_lr if constant_lr is not None else lr_at(step, cfg.epochs * spe, cfg)
+        x, y = batch_at(data, order, i, cfg.batch_size, _augment_rng(seed, step, data.train_x.device))
+        lr.copy_(lrs[step - start])
         with autocast:
-            loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
+            loss = F.cross_entropy(forward(model, x), y, label_smoothing=cfg.label_smoothing)
             loss = loss + extra_loss(model) if extra_loss is not None else loss
         opt.zero_grad(set_to_none=True)
         loss.backward()

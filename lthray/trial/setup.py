@@ -71,8 +71,7 @@ def setup(cfg: TrialConfig, device: torch.device, *, sweep: str, trial_id: str) 
     if not cfg.data.augment:  # a view of the same tensors whose spec asks for no shifts or flips
         data = dataclasses.replace(data, spec=dataclasses.replace(data.spec, pad=0, flip=False))
     model = build(cfg.model.name, data.spec.num_classes, cfg.seed, data.spec.channels, data.train_x.dtype).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = model.to(memory_format=data_mod.memory_format(data.train_x.dtype))
     guide = data_mod.guide_idx(data, cfg.explain.guide_size)
     bank = bank_for(data, cfg.concepts) if cfg.concepts.enabled else None
     return Trial(cfg, METHODS.get(cfg.prune.method), device, data, model, data.train_x[guide], data.train_y[guide],

@@ -103,3 +103,14 @@ def test_float64_trial_matches_the_recorded_run_exactly(tmp_path, one_thread):
                 assert got[key] == pytest.approx(v, rel=REL64, abs=1e-12), (exp["level"], key)
             else:
                 assert got[key] == v, (exp["level"], key)
+
+
+def test_compiled_float32_trial_within_the_measured_kernel_spread(tmp_path, one_thread):
+    """train.compile=true runs other kernels (inductor's fused loops) for the same arithmetic: the golden
+    trial stays within the spread measured across CPUs' kernel sets."""
+    want = json.loads((FIXTURES / "golden_smoke.json").read_text())
+    rows = run_trial(from_flat({**FLAT, "train.compile": True}), tmp_path / "w", tmp_path / "r", device="cpu")
+    assert [r["density"] for r in rows] == [r["density"] for r in want]
+    for got, exp in zip(rows, want, strict=True):
+        for key, tol in TOLERANCE.items():
+            assert got[key] == pytest.approx(exp[key], abs=tol), (exp["level"], key)

@@ -1,0 +1,64 @@
+"""train.compile: one compilation per model shape per process, and the same batches and weights as eager."""
+
+import pytest
+import torch
+from torch._dynamo.utils import counters
+
+from lthray import data as data_mod
+from lthray.config import TrainConfig, replace
+from lthray.models import build
+from lthray.train import _augment_rng, train
+from lthray.trial import run_trial
+
+
+def graphs() -> int:
+    """Graphs dynamo has compiled in this process (a recompilation adds one)."""
+    return counters["stats"]["unique_graphs"]
+
+
+@pytest.fixture
+def fresh_dynamo():
+    torch._dynamo.reset()  # forget graphs other tests compiled, so that counts start at zero
+    yield
+    torch._dynamo.reset()
+
+
+def test_one_compilation_per_model_shape_across_levels_and_trials(tiny_cfg, tmp_path, fresh_dynamo):
+    cfg = replace(tiny_cfg, **{"train.compile": True})
+    n0 = graphs()
+    rows = run_trial(cfg, tmp_path / "a", tmp_path / "ra")
+    assert len(rows) == 3 and graphs() - n0 == 1  # three levels trained, one graph
+    run_trial(replace(cfg, seed=1), tmp_path / "b", tmp_path / "rb")  # another trial, a new model object
+    assert graphs() - n0 == 1
+    run_trial(replace(cfg, **{"train.batch_size": 64}), tmp_path / "c", tmp_path / "rc")  # a new shape
+    assert graphs() - n0 == 2
+
+
+def test_compiled_training_resumed_mid_level_equals_one_uninterrupted_run(digits, fresh_dynamo):
+    """Steps [0, 11) in one call equal [0, 5) then [5, 11) under compile, bit for bit: the basis of
+    rewinding and of resuming (that compiled values stay near eager ones is the golden test's job)."""
+    cfg = TrainConfig(epochs=1, momentum=0.0, compile=True)  # momentum is not carried across calls
+    a, b = build("convnet", 10, 0), build("convnet", 10, 0)
+    train(a, digits, cfg, mask=None, start=0, end=11, seed=0)
+    train(b, digits, cfg, mask=None, start=0, end=5, seed=0)
+    train(b, digits, cfg, mask=None, start=5, end=11, seed=0)
+    for k, va in a.state_dict().items():
+        assert torch.equal(va, b.state_dict()[k]), k
+
+
+def test_augmentation_drawn_on_the_datas_device_replays_the_cpu_stream(digits):
+    """The generator now lives on the data's device; on CPU it is the same mt19937 stream, seeded the same
+    way, as the host generator before the change: the very same batches, bit for bit."""
+    order = data_mod.epoch_order(len(digits.train_x), 0, 0)
+    for step in (0, 7):
+        before = torch.Generator().manual_seed(data_mod.step_seed(0, data_mod.Salt.AUGMENT, step))
+        old = data_mod.batch_at(digits, order, step, 32, before)
+        new = data_mod.batch_at(digits, order, step, 32, _augment_rng(0, step, digits.train_x.device))
+        assert torch.equal(old[0], new[0]) and torch.equal(old[1], new[1])
+
+
+def test_compile_must_be_a_boolean():
+    from lthray.config import ConfigError, from_flat
+
+    with pytest.raises(ConfigError, match="train.compile"):
+        from_flat({"train.compile": "yes"})
