@@ -1,13 +1,13 @@
 """Speed of lthray, as ratios against references measured in the same run.
 
-    python -m bench.run [--check] [--quick] [--threads N]
+    python -m bench.run [--check] [--quick] [--threads N] [--demo-sweep]
 
 1. training throughput: lthray's loop (device tensors, vectorised augmentation) vs a torchvision
    DataLoader + per-image transforms loop (the open_lth way) on the same data, model and steps
 2. masked-step overhead: lthray's loop with a 10%-density mask vs the same loop with no mask
 3. explain share: explain seconds / (train + explain) of one pruned level at the default preset
 4. Ray: a sweep of N trials vs the same trials back to back in one process (wall clock)
-5. training FLOP/s achieved as a fraction of this machine's measured float32 matmul FLOP/s
+5. (now rows 9-15, `bench.step`: the training step against the sgemm ceiling, layouts, compile)
 6. controls and instability: wall time of a trial (dense + 2 pruned levels, digits preset) with
    `reinit`, `synflow` (100 scoring rounds per level) and `instability.enabled`, each / the same trial with `imp`
 7. ROAD: explain.road's imputer against pytorch-grad-cam's (same values), on the demo's probe set
@@ -24,13 +24,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench import step
 from lthray import data as data_mod
 from lthray import masks, schedule
 from lthray.config import TrainConfig, from_flat
@@ -161,18 +161,10 @@ def bench_explain_parts() -> list[tuple]:
     targets = [ClassifierOutputSoftmaxTarget(int(c)) for c in d.probe_y.tolist()]
     pct = list(cfg.explain.road_percentiles)
 
-    def best_of(f: Callable[[], object], n: int = 3) -> float:
-        times = []
-        for _ in range(n):
-            t = time.perf_counter()
-            f()
-            times.append(time.perf_counter() - t)
-        return min(times)
-
-    lib = best_of(lambda: ROADCombined(percentiles=pct)(d.probe_x, maps, targets, model))
-    ours = best_of(lambda: ROAD(pct)(d.probe_x, maps, targets, model))
-    two = best_of(lambda: (evaluate(model, d.test_x, d.test_y), features(model, d.test_x)))
-    one = best_of(lambda: evaluate_with_features(model, d.test_x, d.test_y))
+    lib = step.best_of(lambda: ROADCombined(percentiles=pct)(d.probe_x, maps, targets, model))
+    ours = step.best_of(lambda: ROAD(pct)(d.probe_x, maps, targets, model))
+    two = step.best_of(lambda: (evaluate(model, d.test_x, d.test_y), features(model, d.test_x)))
+    one = step.best_of(lambda: evaluate_with_features(model, d.test_x, d.test_y))
     return [
         ("7 ROAD: explain.road / pytorch-grad-cam ROADCombined", f"{ours:.2f}s / {lib:.2f}s on "
          f"{len(d.probe_x)} probe images", ours / lib, "<= 0.70", ours / lib <= 0.70),
@@ -234,49 +226,22 @@ def bench_ray(n: int) -> list[tuple]:
              ratio <= 1.10)]
 
 
-def bench_flops() -> list[tuple]:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    d = data_mod.load("digits", 64, "cpu")
-    model = build("convnet", 10, 0)
-    x, y = d.train_x[:128], d.train_y[:128]
-    with FlopCounterMode(display=False) as fc:
-        F.cross_entropy(model(x), y).backward()
-    step_flops = fc.get_total_flops()
-    steps = 40
-    epochs = -(-steps // data_mod.steps_per_epoch(len(d.train_x), 128))
-    t = min(_lthray_loop(d, steps, None, epochs) for _ in range(2))
-    achieved = step_flops * steps / t
-    n = 2048
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    reps = 10
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    peak = 2 * n**3 * reps / (time.perf_counter() - t0)
-    return [("5 training FLOP/s / matmul FLOP/s", f"{achieved / 1e9:.1f} / {peak / 1e9:.1f} GFLOP/s",
-             achieved / peak, "(report)", True)]
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--check", action="store_true", help="exit 1 if a ratio misses its goal")
     p.add_argument("--quick", action="store_true", help="fewer steps, no Ray (a minute)")
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--ray-trials", type=int, default=4)
+    p.add_argument("--demo-sweep", action="store_true", help="also time make demo's sweep with train.compile on/off")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, {os.cpu_count()} CPUs, "
           f"device {'cuda' if torch.cuda.is_available() else 'cpu'}", flush=True)
-    rows = (bench_training(40 if args.quick else 120) + bench_explain() + bench_explain_parts() + bench_flops()
-            + bench_controls())
+    rows = bench_training(40 if args.quick else 120) + bench_explain() + bench_explain_parts() + bench_controls()
     if not args.quick:
         rows += bench_ray(args.ray_trials)
-    w = max(len(r[0]) for r in rows)
-    print(f"\n{'measure'.ljust(w)}  {'ratio':>7}  {'goal':>8}  ok  detail")
-    for name, detail, ratio, goal, ok in rows:
-        print(f"{name.ljust(w)}  {ratio:7.2f}  {goal:>8}  {'yes' if ok else 'NO ':3} {detail}")
+    rows += step.rows(args.threads, quick=args.quick, demo_sweep=args.demo_sweep)
+    step.print_rows(rows)
     missed = [r[0] for r in rows if not r[4]]
     return 1 if (args.check and missed) else 0
 

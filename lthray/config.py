@@ -119,6 +119,8 @@ class ModelConfig:
 
 
 DTYPES = ("float32", "float64")
+# torch.compile modes for the training step; "reduce-overhead" adds CUDA graphs (on a CPU it is "default")
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune-no-cudagraphs")
 
 
 @dataclass(frozen=True)
@@ -134,12 +136,16 @@ class TrainConfig:
     # float64 makes a trial reproducible across CPUs to ~1e-10 (float32 sums differ in their last bits
     # between SIMD kernel sets, and training amplifies that to ~1e-2 in 20 steps): for checks, not studies.
     dtype: str = "float32"
-    # torch.compile the training forward and backward (lthray.train.compiled_forward). Off by default:
-    # measured on a 2-core EPYC it does not pay over the channels-last eager step (docs/performance.md).
-    compile: bool = False
+    # torch.compile the training forward and backward in this mode (lthray.train.compiled_forward); true
+    # means "default", false "off". Off by default: on a 2-core EPYC it does not pay over the channels-last
+    # eager step (python -m bench.step, rows 11-12; docs/performance.md).
+    compile: str = "off"
 
     def __post_init__(self) -> None:
-        _check(isinstance(self.compile, bool), "train.compile", self.compile, "true or false")
+        if isinstance(self.compile, bool):
+            object.__setattr__(self, "compile", "default" if self.compile else "off")
+        _check(self.compile in COMPILE_MODES, "train.compile", self.compile,
+               f"true, false or one of {list(COMPILE_MODES)}")
         _check(isinstance(self.epochs, int) and self.epochs >= 1, "train.epochs", self.epochs, "an integer >= 1")
         _check(isinstance(self.batch_size, int) and self.batch_size >= 1, "train.batch_size", self.batch_size,
                "an integer >= 1")

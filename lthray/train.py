@@ -85,15 +85,15 @@ def _eager(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 @functools.cache
-def compiled_forward() -> Callable[[nn.Module, torch.Tensor], torch.Tensor]:
-    """The training forward under `torch.compile`, made once per process.
+def compiled_forward(mode: str = "default") -> Callable[[nn.Module, torch.Tensor], torch.Tensor]:
+    """The training forward under `torch.compile` in `mode` (`train.compile`), made once per process.
 
     The model is an argument, not a closure: dynamo inlines nn.Modules and guards on their class,
     shapes and dtypes rather than their identity, so every level and every trial of one model shape in
     this process (Ray's `reuse_actors` keeps it) reuses one compilation; tests count them. AOTAutograd
     compiles the backward with it. The mask re-zero, the optimizer step and an `extra_loss` (whose
     fidelity term needs a double backward, which compiled graphs do not support) stay eager."""
-    return torch.compile(_eager, dynamic=False)
+    return torch.compile(_eager, dynamic=False, mode=None if mode == "default" else mode)
 
 
 def train(
@@ -123,7 +123,7 @@ def train(
     lrs = lr_table(start, end, cfg, spe, constant_lr, data.train_x)
     lr = lrs[0].clone()
     opt, autocast = _optimizer(model, cfg, lr), _autocast(data.train_x)
-    forward = compiled_forward() if cfg.compile else _eager
+    forward = _eager if cfg.compile == "off" else compiled_forward(cfg.compile)
     model.train()
     t0, order, order_epoch = time.perf_counter(), torch.empty(0), -1
     last_loss = torch.zeros((), device=data.train_x.device)

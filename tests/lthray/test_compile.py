@@ -57,8 +57,11 @@ def test_augmentation_drawn_on_the_datas_device_replays_the_cpu_stream(digits):
         assert torch.equal(old[0], new[0]) and torch.equal(old[1], new[1])
 
 
-def test_compile_must_be_a_boolean():
-    from lthray.config import ConfigError, from_flat
+def test_compile_takes_a_mode_or_a_boolean():
+    from lthray.config import ConfigError, from_flat, run_id
 
-    with pytest.raises(ConfigError, match="train.compile"):
+    assert from_flat({"train.compile": True}).train.compile == "default"
+    assert run_id(from_flat({"train.compile": False})) == run_id(from_flat({}))  # off: old run ids hold
+    assert from_flat({"train.compile": "reduce-overhead"}).train.compile == "reduce-overhead"
+    with pytest.raises(ConfigError, match="train.compile='yes' is not allowed; expected true, false or one of"):
         from_flat({"train.compile": "yes"})
