@@ -96,6 +96,17 @@ def compiled_forward(mode: str = "default") -> Callable[[nn.Module, torch.Tensor
     return torch.compile(_eager, dynamic=False, mode=None if mode == "default" else mode)
 
 
+def _batches_from(data: Data, batch_size: int, seed: int, start: int,
+                  end: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The augmented batches of steps [start, end): each a pure function of (seed, step)."""
+    spe, order, order_epoch = steps_per_epoch(len(data.train_x), batch_size), torch.empty(0), -1
+    for step in range(start, end):
+        epoch, i = divmod(step, spe)
+        if epoch != order_epoch:  # one host-to-device copy an epoch
+            order, order_epoch = epoch_order(len(data.train_x), seed, epoch).to(data.train_x.device), epoch
+        yield batch_at(data, order, i, batch_size, _augment_rng(seed, step, data.train_x.device))
+
+
 def train(
     model: nn.Module,
     data: Data,
@@ -125,15 +136,10 @@ def train(
     opt, autocast = _optimizer(model, cfg, lr), _autocast(data.train_x)
     forward = _eager if cfg.compile == "off" else compiled_forward(cfg.compile)
     model.train()
-    t0, order, order_epoch = time.perf_counter(), torch.empty(0), -1
-    last_loss = torch.zeros((), device=data.train_x.device)
-    for step in range(start, end):
+    t0, last_loss = time.perf_counter(), torch.zeros((), device=data.train_x.device)
+    for step, (x, y) in zip(range(start, end), _batches_from(data, cfg.batch_size, seed, start, end), strict=True):
         if on_step is not None:
             on_step(step)
-        epoch, i = divmod(step, spe)
-        if epoch != order_epoch:  # one host-to-device copy an epoch
-            order, order_epoch = epoch_order(len(data.train_x), seed, epoch).to(data.train_x.device), epoch
-        x, y = batch_at(data, order, i, cfg.batch_size, _augment_rng(seed, step, data.train_x.device))
         lr.copy_(lrs[step - start])
         with autocast:
             loss = F.cross_entropy(forward(model, x), y, label_smoothing=cfg.label_smoothing)
