@@ -3,6 +3,7 @@
     python -m bench.kernels                  # the golden smoke trial under each forced kernel set
     python -m bench.kernels --dtype float64  # the same trial in float64 (train.dtype=float64)
     python -m bench.kernels --json F         # also write the per-column spread to F
+    python -m bench.kernels --compile        # the same trial with train.compile=true (inductor's kernels)
 
 Each kernel set runs the golden smoke trial (tests/lthray/test_golden.py) in a fresh process with the
 environment variables that force it, one torch thread, and prints, per column, the largest absolute
@@ -44,15 +45,16 @@ from lthray.config import from_flat
 from lthray.trial import run_trial
 from tests.lthray.test_golden import FLAT
 with tempfile.TemporaryDirectory() as d:
-    rows = run_trial(from_flat({**FLAT, "train.dtype": sys.argv[2]}), d + "/w", d + "/r", device="cpu")
+    rows = run_trial(from_flat({**FLAT, "train.dtype": sys.argv[2], "train.compile": sys.argv[3] == "1"}),
+                     d + "/w", d + "/r", device="cpu")
 keep = json.load(open(sys.argv[1]))[0].keys()
 print(json.dumps([{k: r[k] for k in keep} for r in rows]))
 """
 
 
-def run_under(env: dict[str, str], dtype: str = "float32") -> list[dict]:
+def run_under(env: dict[str, str], dtype: str = "float32", compile: bool = False) -> list[dict]:
     """The golden trial's rows (only the fixture's columns), run in a fresh process under `env`."""
-    out = subprocess.run([sys.executable, "-c", _CHILD, str(FIXTURES[dtype]), dtype], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-c", _CHILD, str(FIXTURES[dtype]), dtype, str(int(compile))], cwd=ROOT,
                          env={**os.environ, "PYTHONPATH": str(ROOT), **env}, capture_output=True, text=True,
                          check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -75,11 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="write {kernel set: {column: spread}} here")
     p.add_argument("--sets", default=",".join(KERNEL_SETS), help="comma-separated kernel sets to run")
     p.add_argument("--dtype", choices=sorted(FIXTURES), default="float32", help="train.dtype of the trial")
+    p.add_argument("--compile", action="store_true", help="run the trial with train.compile=true")
     a = p.parse_args(argv)
     want = json.loads(FIXTURES[a.dtype].read_text())
     table: dict[str, dict[str, float]] = {}
     for name in a.sets.split(","):
-        table[name] = spread(run_under(KERNEL_SETS[name], a.dtype), want)
+        table[name] = spread(run_under(KERNEL_SETS[name], a.dtype, a.compile), want)
         print(name, json.dumps({k: float(f"{v:.3g}") for k, v in table[name].items()}), flush=True)
     cols = sorted({c for t in table.values() for c in t})
     print("\nlargest over all kernel sets:")

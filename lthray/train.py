@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -93,7 +94,25 @@ def compiled_forward(mode: str = "default") -> Callable[[nn.Module, torch.Tensor
     this process (Ray's `reuse_actors` keeps it) reuses one compilation; tests count them. AOTAutograd
     compiles the backward with it. The mask re-zero, the optimizer step and an `extra_loss` (whose
     fidelity term needs a double backward, which compiled graphs do not support) stay eager."""
+    _inductor_cache_per_isa()
     return torch.compile(_eager, dynamic=False, mode=None if mode == "default" else mode)
+
+
+def _inductor_cache_per_isa() -> None:
+    """Keep inductor's on-disk kernels in one folder per SIMD instruction set.
+
+    torch 2.14's FX graph cache key leaves out the vector ISA its C++ was generated for: a process run
+    under another ISA (ATEN_CPU_CAPABILITY=avx2 on an AVX-512 CPU, or nodes of two CPU kinds sharing a
+    home directory) loads the other's kernels and trains on garbage (measured here: NaN weights and
+    out-of-range max-pool indices; tests/lthray/test_compile.py reproduces it). A folder per ISA, under
+    the user's TORCHINDUCTOR_CACHE_DIR or torch's default, closes that door; set before the first compile."""
+    from torch._inductor.cpu_vec_isa import pick_vec_isa
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    base = os.environ.get("TORCHINDUCTOR_CACHE_DIR") or default_cache_dir()
+    leaf = "isa-" + (str(pick_vec_isa()).replace(" ", "-") or "none")
+    if os.path.basename(base) != leaf:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(base, leaf)
 
 
 def _batches_from(data: Data, batch_size: int, seed: int, start: int,

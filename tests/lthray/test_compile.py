@@ -65,3 +65,40 @@ def test_compile_takes_a_mode_or_a_boolean():
     assert from_flat({"train.compile": "reduce-overhead"}).train.compile == "reduce-overhead"
     with pytest.raises(ConfigError, match="train.compile='yes' is not allowed; expected true, false or one of"):
         from_flat({"train.compile": "yes"})
+
+
+_TRAIN_ONE = """
+import sys, torch
+from lthray import data as data_mod
+from lthray.config import TrainConfig
+from lthray.models import build
+from lthray.train import train
+torch.set_num_threads(1)
+m = build("convnet", 10, 0)
+r = train(m, data_mod.load("digits", 8, "cpu"), TrainConfig(epochs=1, compile=True), mask=None, start=0, end=6, seed=0)
+print(r.last_loss, float(sum(p.abs().sum() for p in m.parameters())))
+"""
+
+
+def test_a_process_under_another_simd_isa_does_not_load_the_others_compiled_kernels(tmp_path):
+    """torch's inductor cache key leaves out the vector ISA; lthray keeps a cache folder per ISA. Without
+    it, the second process (scalar code, ATEN_CPU_CAPABILITY=default) loads the first one's vectorised
+    kernels and its weights come out non-finite or different."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).parents[2]
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(root)}
+    env.pop("ATEN_CPU_CAPABILITY", None)
+
+    def run(**extra: str) -> tuple[float, float]:
+        out = subprocess.run([sys.executable, "-c", _TRAIN_ONE], env={**env, **extra}, cwd=root, check=True,
+                             capture_output=True, text=True).stdout.split()
+        return float(out[-2]), float(out[-1])
+
+    native = run()
+    scalar = run(ATEN_CPU_CAPABILITY="default")
+    assert native[0] == pytest.approx(scalar[0], rel=1e-3) and native[1] == pytest.approx(scalar[1], rel=1e-3)
+    assert len([p for p in tmp_path.iterdir() if p.name.startswith("isa-")]) == 2
