@@ -92,8 +92,10 @@ def compiled_forward(mode: str = "default") -> Callable[[nn.Module, torch.Tensor
     The model is an argument, not a closure: dynamo inlines nn.Modules and guards on their class,
     shapes and dtypes rather than their identity, so every level and every trial of one model shape in
     this process (Ray's `reuse_actors` keeps it) reuses one compilation; tests count them. AOTAutograd
-    compiles the backward with it. The mask re-zero, the optimizer step and an `extra_loss` (whose
-    fidelity term needs a double backward, which compiled graphs do not support) stay eager."""
+    compiles the backward with it. The mask re-zero, the optimizer step and an `extra_loss` stay eager:
+    the fidelity term differentiates Grad-CAM maps (a double backward), which AOTAutograd refuses
+    ("torch.compile with aot_autograd does not currently support double backward", pytorch#92348;
+    still open as pytorch#183603), so it cannot be compiled, only measured eager."""
     _inductor_cache_per_isa()
     return torch.compile(_eager, dynamic=False, mode=None if mode == "default" else mode)
 
