@@ -105,6 +105,9 @@ _P, _R = (0.0, 1.0), (-1.0, 1.0)
 _SEED_CAMS, _SEED_LRP = (("seed", "reference_cams"),), (("seed", "reference_lrp"),)
 for _m in (
     Metric("test_acc", "test accuracy", " points", _P, margin=0.01, role="guard", scale=100.0),
+    # function change: what explanation drift is read against (lthray.explain.function)
+    Metric("pred_agreement", "top-1 agreement with dense", "", _P, margin=0.01),
+    Metric("pred_kl", "KL(dense || pruned) of test outputs", " nats", None, direction=-1, margin=0.02),
     Metric("cam_spearman", "Grad-CAM Spearman to dense", "ρ", _R, floors=_SEED_CAMS, role="headline"),
     Metric("cam_iou", "Grad-CAM top-k IoU to dense", "", _P, floors=_SEED_CAMS, role="headline"),
     Metric("cam_faithfulness", "Grad-CAM faithfulness", "", None, margin=0.02, role="headline"),

@@ -28,9 +28,9 @@ from lthray import storage
 # 5: + cam_energy_inside, cam_pointing, cam_concentration, object_area, the lrp_ columns and the
 # randomisation checks (cam_ and lrp_sanity_spearman); 6: + empty_layers, reference_cams, reference_lrp,
 # concept_refit_overlap, concept_refit_spearman (the noise floors); 7: + shared_from and the explain step's
-# parts (cam_, faithfulness_, lrp_, sanity_, pcbm_seconds); 8: + eval_seconds; 9: + extra_metrics (lthray.metrics).
-# Versions 2 to 8 still read (_upgrade).
-SCHEMA_VERSION = 9
+# parts (cam_, faithfulness_, lrp_, sanity_, pcbm_seconds); 8: + eval_seconds; 9: + extra_metrics (lthray.metrics);
+# 10: + pred_agreement, pred_kl (function change). Versions 2 to 9 still read (_upgrade).
+SCHEMA_VERSION = 10
 
 _F, _I, _S = pa.float64(), pa.int64(), pa.string()
 
@@ -74,6 +74,11 @@ class LevelRecord:
     status: str = col(_S, "ok | diverged", report=True, show="{}")
     test_acc: float | None = col(_F, "test accuracy", nullable=True, report=True, show="acc {:.4f}")
     test_loss: float | None = col(_F, "test cross-entropy", nullable=True)
+    pred_agreement: float | None = col(_F, "fraction of test images on which this network's top-1 prediction is the "
+                                       "same seed's dense model's (1 at level 0): function change", nullable=True,
+                                       report=True, show="agree {:.3f}")
+    pred_kl: float | None = col(_F, "mean KL(dense || this network) of the test images' softmax outputs, nats (0 at "
+                                "level 0)", nullable=True, report=True)
     cam_spearman: float | None = col(_F, "Grad-CAM vs the dense model's maps: Spearman, mean over probe images",
                                      nullable=True, report=True, show="cam_rho {:.3f}")
     cam_iou: float | None = col(_F, "top-k% IoU vs the dense model's maps", nullable=True, report=True,

@@ -179,8 +179,10 @@ def train(
     return TrainResult(steps=end - start, seconds=time.perf_counter() - t0, last_loss=loss_val)
 
 
-def _accuracy_loss(outputs: Iterator[tuple[slice, torch.Tensor]], y: torch.Tensor) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) of per-batch logits against y.
+def _accuracy_loss(outputs: Iterator[tuple[slice, torch.Tensor]], y: torch.Tensor,
+                   log_probs: list[torch.Tensor] | None = None) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of per-batch logits against y; each batch's log-softmax (float32)
+    is appended to `log_probs` when given.
 
     Sums stay on the device (float64) and are read once at the end: one host sync per evaluation, not
     one per batch, which on a GPU would stall the queue after every batch.
@@ -191,6 +193,8 @@ def _accuracy_loss(outputs: Iterator[tuple[slice, torch.Tensor]], y: torch.Tenso
         out = out if out.dtype == torch.float64 else out.float()
         loss += F.cross_entropy(out, y[sl], reduction="sum").double()
         correct += (out.argmax(1) == y[sl]).sum()
+        if log_probs is not None:
+            log_probs.append(F.log_softmax(out, 1).float())
     return int(correct) / len(y), float(loss) / len(y)
 
 
@@ -205,10 +209,22 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
         return _accuracy_loss(((sl, model(x[sl])) for sl in _batches(len(x), batch_size)), y)
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """One pass over a test set: accuracy, mean cross-entropy, the log-softmax of every image (float32,
+    on the CPU: what function change is measured from) and, when asked for, the penultimate features."""
+
+    acc: float
+    loss: float
+    log_probs: torch.Tensor
+    features: torch.Tensor | None
+
+
 @torch.no_grad()
-def evaluate_with_features(model: CamModel, x: torch.Tensor, y: torch.Tensor,
-                           batch_size: int = 256) -> tuple[float, float, torch.Tensor]:
-    """`evaluate`'s accuracy and loss, and the penultimate features of x, from one pass over x.
+def evaluate_test(model: CamModel, x: torch.Tensor, y: torch.Tensor, *, features: bool,
+                  batch_size: int = 256) -> Evaluation:
+    """`evaluate`'s accuracy and loss, the log-softmax of x and (`features`) its penultimate features,
+    from one pass over x.
 
     The logits are `model.fc(model.features(batch))`, which is what `CamModel.forward` computes, in the
     same batches: accuracy and loss equal `evaluate`'s bit for bit. The features are what
@@ -216,13 +232,23 @@ def evaluate_with_features(model: CamModel, x: torch.Tensor, y: torch.Tensor,
     bottleneck's test accuracy needs no second pass over the test set - that pass was over half of a demo
     level's PCBM seconds (measured, bench.run's explain parts)."""
     feats: list[torch.Tensor] = []
+    log_probs: list[torch.Tensor] = []
 
     def outputs() -> Iterator[tuple[slice, torch.Tensor]]:
         for sl in _batches(len(x), batch_size):
             f = model.features(x[sl])
-            feats.append(f if f.dtype == torch.float64 else f.float())
+            if features:
+                feats.append(f if f.dtype == torch.float64 else f.float())
             yield sl, model.fc(f)
 
     with eval_mode(model):
-        acc, loss = _accuracy_loss(outputs(), y)
-    return acc, loss, torch.cat(feats)
+        acc, loss = _accuracy_loss(outputs(), y, log_probs)
+    return Evaluation(acc, loss, torch.cat(log_probs).cpu(), torch.cat(feats) if features else None)
+
+
+def evaluate_with_features(model: CamModel, x: torch.Tensor, y: torch.Tensor,
+                           batch_size: int = 256) -> tuple[float, float, torch.Tensor]:
+    """(accuracy, mean cross-entropy, penultimate features) of x from one pass (`evaluate_test`)."""
+    e = evaluate_test(model, x, y, features=True, batch_size=batch_size)
+    assert e.features is not None
+    return e.acc, e.loss, e.features

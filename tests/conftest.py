@@ -53,7 +53,7 @@ def _row(**kw):
         "cam_sanity_spearman": None, "lrp_sanity_spearman": None, "empty_layers": [], "reference_cams": None,
         "reference_lrp": None, "concept_refit_overlap": None, "concept_refit_spearman": None, "shared_from": None,
         "cam_seconds": None, "faithfulness_seconds": None, "lrp_seconds": None, "sanity_seconds": None,
-        "pcbm_seconds": None, "eval_seconds": None, "extra_metrics": None,
+        "pcbm_seconds": None, "eval_seconds": None, "extra_metrics": None, "pred_agreement": None, "pred_kl": None,
         "train_steps": 10, "train_seconds": 1.0, "explain_seconds": 0.1, "git_sha": "abc", "config_json": "{}",
     }
     r.update(kw)

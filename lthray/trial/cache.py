@@ -41,7 +41,7 @@ from lthray import storage
 from lthray.config import TrialConfig, to_flat
 from lthray.trial.state import Weights
 
-VERSION = 1  # bump when what an entry holds, or how a level is computed, changes
+VERSION = 2  # bump when what an entry holds, or how a level is computed, changes (2: + the test log-softmax)
 _MAGIC = b"lthray-shared-v1\n"
 
 # Config sections that determine every level of a trial, measurement included.
@@ -110,6 +110,7 @@ class Measured:
     lrp: Any = None
     guide_maps: torch.Tensor | None = None
     pcbm: dict[str, torch.Tensor] = field(default_factory=dict)
+    log_probs: torch.Tensor | None = None  # level 0: the test set's log-softmax (function change's reference)
     source: str = ""
 
 

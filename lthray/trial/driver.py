@@ -37,6 +37,7 @@ def advance(state: TrialState, done: Level) -> TrialState:
         guide_maps=m.guide_maps if first else state.guide_maps,
         pcbm=con.pcbm if con is not None else state.pcbm,
         dense_pcbm=con.pcbm if first and con is not None else state.dense_pcbm,
+        dense_log_probs=m.log_probs if first else state.dense_log_probs,
     )
 
 

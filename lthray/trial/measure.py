@@ -17,12 +17,12 @@ from lthray import data as data_mod
 from lthray import metrics
 from lthray.data import Salt
 from lthray.explain import concepts as concepts_mod
-from lthray.explain import localisation, sanity
+from lthray.explain import function, localisation, sanity
 from lthray.explain.cam import explain, faithfulness, gradcam
 from lthray.explain.lrp import lrp_maps
 from lthray.explain.rank import spearman
 from lthray.results import GALLERY
-from lthray.train import evaluate, evaluate_with_features
+from lthray.train import evaluate_test
 from lthray.trial.setup import Trial
 from lthray.trial.state import TrialState
 
@@ -44,6 +44,7 @@ class Measurement:
     lrp: np.ndarray | None  # LRP maps of the probe images (explain.lrp)
     guide_maps: torch.Tensor | None  # level 0, when the method or the fidelity loss reads them
     concepts: Concepts | None
+    log_probs: torch.Tensor | None = None  # the test images' log-softmax: level 0's is function change's reference
 
 
 class Clock:
@@ -138,11 +139,10 @@ def measure(trial: Trial, state: TrialState, level: int) -> Measurement:
     """Test accuracy, Grad-CAM against the dense maps, faithfulness and concepts of the model. At level 0
     (st.dense_maps is None) its maps are the reference of every later level. Each part's seconds go in
     its column (cam_, faithfulness_, lrp_, sanity_, pcbm_seconds); explain_seconds is their whole."""
-    t_eval = time.perf_counter()
-    if trial.bank is None:
-        acc, loss, test_feats = *evaluate(trial.model, trial.data.test_x, trial.data.test_y), None
-    else:  # one pass over the test set gives accuracy and the PCBM's test features
-        acc, loss, test_feats = evaluate_with_features(trial.model, trial.data.test_x, trial.data.test_y)
+    t_eval = time.perf_counter()  # one pass over the test set: accuracy, function change, the PCBM's features
+    ev = evaluate_test(trial.model, trial.data.test_x, trial.data.test_y, features=trial.bank is not None)
+    acc, loss, test_feats = ev.acc, ev.loss, ev.features
+    fn = function.columns(ev.log_probs, ev.log_probs if level == 0 else state.dense_log_probs)
     eval_seconds = time.perf_counter() - t_eval
     t0, clock = time.perf_counter(), Clock()
     model, x, y = trial.model, trial.data.probe_x, trial.data.probe_y  # the probe images every map is of
@@ -159,10 +159,10 @@ def measure(trial: Trial, state: TrialState, level: int) -> Measurement:
         more.update(reference_columns(trial, rep.maps, lrp, clock))
     with clock.part("pcbm_seconds"):
         con = None if test_feats is None else concept_columns(trial, state.dense_pcbm, test_feats)
-    cols = {"test_acc": acc, "test_loss": loss, "cam_spearman": rep.spearman, "cam_iou": rep.iou,
+    cols = {"test_acc": acc, "test_loss": loss, **fn, "cam_spearman": rep.spearman, "cam_iou": rep.iou,
             "cam_faithfulness": faith, "probe_cams": rep.maps[:GALLERY].ravel().tolist(),
             **localisation.columns(rep.maps, trial.objects), **more,
             "object_area": None if trial.objects is None else float(trial.objects.mean()),
             **(con.cols if con is not None else {}), "extra_metrics": extra_metrics(trial), **clock.parts}
     return Measurement({**cols, "explain_seconds": time.perf_counter() - t0, "eval_seconds": eval_seconds}, rep.maps,
-                       lrp, guide_maps, con)
+                       lrp, guide_maps, con, ev.log_probs if level == 0 else None)

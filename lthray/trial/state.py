@@ -38,6 +38,7 @@ class TrialState:
     began_from: Weights = field(default_factory=dict)  # weights when `level`'s training began
     pcbm: dict[str, torch.Tensor] = field(default_factory=dict)  # PCBM of `level`'s backbone
     dense_pcbm: dict[str, torch.Tensor] = field(default_factory=dict)  # PCBM of the dense backbone
+    dense_log_probs: torch.Tensor | None = None  # level 0's test-set log-softmax: function change's reference
     diverged: bool = False
 
     def finished(self, levels: int) -> bool:

@@ -1,3 +1,5 @@
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -287,3 +289,29 @@ def test_level_0_records_the_noise_floors_inputs_and_every_level_its_empty_layer
 def test_empty_layers_names_the_layers_a_mask_keeps_nothing_of():
     mask = {"a": torch.tensor([True, False]), "b": torch.zeros(3, dtype=torch.bool), "c": torch.ones(2, dtype=bool)}
     assert masks.empty_layers(mask) == ["b"]
+
+
+def test_function_change_is_against_the_same_seeds_dense_predictions(tiny_cfg, tmp_path, digits):
+    """Level 0 agrees with itself; a pruned level's agreement and KL equal a hand computation from the
+    dense weights (level 0's checkpoint, copied as it is written) and the pruned level's own weights."""
+
+    def keep_level_0(row):
+        if row["level"] == 0:
+            shutil.copy(tmp_path / "w" / trial.STATE, tmp_path / "dense.pt")
+
+    cfg = replace(tiny_cfg, **{"train.epochs": 6})  # long enough to leave chance, where predictions differ
+    rows = run_trial(cfg, tmp_path / "w", tmp_path / "r", on_level=keep_level_0)
+    assert rows[0]["pred_agreement"] == 1.0 and rows[0]["pred_kl"] == pytest.approx(0.0, abs=1e-9)
+
+    def log_probs(state_path):
+        model = build("convnet", 10, 0)
+        model.load_state_dict(TrialState.load(state_path).weights)
+        with torch.no_grad():
+            return model.eval()(digits.test_x).double().log_softmax(1)
+
+    dense, pruned = log_probs(tmp_path / "dense.pt"), log_probs(tmp_path / "w" / trial.STATE)
+    agree = float((dense.argmax(1) == pruned.argmax(1)).double().mean())
+    kl = float((dense.exp() * (dense - pruned)).sum(1).mean())
+    assert agree < 1 and kl > 0  # two levels at 50% moved the function: the test can tell
+    assert rows[2]["pred_agreement"] == pytest.approx(agree, abs=2 / len(digits.test_x))
+    assert rows[2]["pred_kl"] == pytest.approx(kl, rel=1e-3)
