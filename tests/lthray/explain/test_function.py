@@ -15,7 +15,8 @@ def test_agreement_and_kl_equal_a_hand_computation():
     pruned = [[0.5, 0.4, 0.1], [0.6, 0.3, 0.1], [0.2, 0.2, 0.6]]
     # same top-1 on rows 0 and 2, not on row 1
     assert function.agreement(_log(pruned), _log(dense)) == pytest.approx(2 / 3)
-    by_hand = sum(p * math.log(p / q) for rp, rq in zip(dense, pruned, strict=True) for p, q in zip(rp, rq, strict=True))
+    pairs = [(p, q) for rp, rq in zip(dense, pruned, strict=True) for p, q in zip(rp, rq, strict=True)]
+    by_hand = sum(p * math.log(p / q) for p, q in pairs)
     assert function.kl_from(_log(dense), _log(pruned)) == pytest.approx(by_hand / 3)
     # KL is not symmetric: the dense model is the reference
     assert function.kl_from(_log(pruned), _log(dense)) != pytest.approx(by_hand / 3)
