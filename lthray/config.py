@@ -159,6 +159,7 @@ class TrainConfig:
 
 
 SCOPES = ("global", "layer")
+MIXES = ("rank", "max")  # lthray.methods.base.MIX_SCALES: the scale a guided method mixes its scores on
 
 
 @dataclass(frozen=True)
@@ -171,11 +172,13 @@ class PruneConfig:
     rewind: str = "weight"  # weight: rewind weights to step k | lr: keep weights, replay LR from k | finetune
     rewind_step: str = "0it"  # k, as 'Nit' or 'Nep'; 0 is the original lottery ticket (rewind to init)
     guidance_weight: float = 0.0  # g in (1 - g) * magnitude + g * explanation score (guided methods)
+    mix: str = "rank"  # the scale both are mixed on: percentile ranks, or 'max' (divided by the largest; before 12-05)
     lambda_fid: float = 0.0  # explanation-preserving retraining: + lambda_fid * (1 - cos(CAM, dense CAM))
     pai_iterations: int = 100  # rounds of iterative pruning at initialisation (SynFlow; Tanaka et al. use 100)
 
     def __post_init__(self) -> None:  # method and rewind names: lthray.validate, against their registries
         _check(self.scope in SCOPES, "prune.scope", self.scope, f"one of {list(SCOPES)}")
+        _check(self.mix in MIXES, "prune.mix", self.mix, f"one of {list(MIXES)}")
         _check(0 < self.rate < 1, "prune.rate", self.rate, "a fraction in (0, 1)")
         _check(isinstance(self.levels, int) and 1 <= self.levels <= 100, "prune.levels", self.levels,
                "an integer in [1, 100]")

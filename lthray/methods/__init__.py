@@ -10,6 +10,7 @@ from lthray.methods.at_init import GRASP_TEMPERATURE
 from lthray.methods.base import (
     CRITERIA,
     METHODS,
+    MIX_SCALES,
     Criterion,
     Method,
     MissingInput,
@@ -19,8 +20,9 @@ from lthray.methods.base import (
     mix,
     names,
     normalise,
+    percentile,
     scores_for,
 )
 
 __all__ = ["CRITERIA", "GRASP_TEMPERATURE", "METHODS", "Criterion", "Method", "MissingInput", "Needs",
-           "ScoreContext", "is_guided", "mix", "names", "normalise", "scores_for"]
+           "MIX_SCALES", "ScoreContext", "is_guided", "mix", "names", "normalise", "percentile", "scores_for"]

@@ -37,7 +37,7 @@ def prune(trial: Trial, state: TrialState, level: int) -> masks.Mask:
     """Score the previous level's trained weights (the model holds them) and remove a fraction."""
     cfg = trial.cfg
     ctx = context(trial, state, level, state.mask)
-    scores = scores_for(cfg.prune.method, ctx, cfg.prune.guidance_weight)
+    scores = scores_for(cfg.prune.method, ctx, cfg.prune.guidance_weight, cfg.prune.mix)
     if cfg.prune.target_density is not None:  # a declared end point: every level's density exact
         return masks.prune_to(scores, ctx.mask, cfg.prune.density_at(level), cfg.prune.scope)
     return masks.prune(scores, ctx.mask, cfg.prune.rate_per_level, cfg.prune.scope)

@@ -1,7 +1,8 @@
+import pytest
 import torch
 
 from lthray import masks
-from lthray.methods import CRITERIA, METHODS, Method, ScoreContext, mix, normalise, scores_for
+from lthray.methods import CRITERIA, METHODS, Method, ScoreContext, mix, normalise, percentile, scores_for
 from lthray.models import build
 
 
@@ -24,15 +25,44 @@ def test_random_is_seeded_per_seed_and_level():
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
-def test_guidance_weight_zero_reproduces_the_base_mask_exactly():
+@pytest.mark.parametrize("scale", ["rank", "max"])
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_g0_gives_the_base_mask_and_g1_the_guides_exactly(scale, scope):
     ctx = _ctx()
     base = CRITERIA.get("magnitude")(ctx)
     guide = CRITERIA.get("random")(ctx)
-    m_base = masks.prune(base, ctx.mask, 0.6, "global")
-    m_mix0 = masks.prune(mix(base, guide, 0.0, ctx.mask), ctx.mask, 0.6, "global")
-    assert all(torch.equal(m_base[k], m_mix0[k]) for k in m_base)
-    m_mix = masks.prune(mix(base, guide, 0.5, ctx.mask), ctx.mask, 0.6, "global")
+    prune = lambda s: masks.prune(s, ctx.mask, 0.6, scope)  # noqa: E731
+    m_base, m_guide = prune(base), prune(guide)
+    for g, want in ((0.0, m_base), (1.0, m_guide)):
+        got = prune(mix(base, guide, g, ctx.mask, scale))
+        assert all(torch.equal(want[k], got[k]) for k in want), f"g={g}"
+    m_mix = prune(mix(base, guide, 0.5, ctx.mask, scale))
     assert not all(torch.equal(m_base[k], m_mix[k]) for k in m_base)
+
+
+def test_percentile_ranks_alive_weights_over_all_layers_and_keeps_their_order():
+    s = {"a": torch.tensor([3.0, 1.0, 9.0]), "b": torch.tensor([2.0, 8.0, 2.0])}
+    m = {"a": torch.tensor([True, True, False]), "b": torch.ones(3, dtype=torch.bool)}
+    p = percentile(s, m)
+    # alive: 3, 1 | 2, 8, 2 -> ranks 4, 1 | 2.5, 5, 2.5 of 5; the pruned 9 scores 0
+    assert torch.equal(p["a"], torch.tensor([0.8, 0.2, 0.0], dtype=torch.float64))
+    assert torch.equal(p["b"], torch.tensor([0.5, 1.0, 0.5], dtype=torch.float64))
+
+
+def test_on_the_rank_scale_a_heavy_tailed_guide_moves_the_mask_at_moderate_g():
+    """The reason for `prune.mix=rank`: a guide with a few large scores (like saliency) divided by its
+    maximum is ~0 for most weights, so at g = 0.3 the magnitude ranks barely move; on ranks they do."""
+    ctx = _ctx()
+    base = CRITERIA.get("magnitude")(ctx)
+    gen = torch.Generator().manual_seed(0)
+    guide = {k: torch.rand(v.shape, generator=gen) ** 12 for k, v in base.items()}  # heavy-tailed, positive
+    imp = masks.prune(base, ctx.mask, 0.6)
+
+    def moved(scale):
+        other = masks.prune(mix(base, guide, 0.3, ctx.mask, scale), ctx.mask, 0.6)
+        return sum(int((imp[k] ^ other[k]).sum()) for k in imp) / (2 * masks.count(imp)[0])
+
+    assert moved("rank") > 2 * moved("max") and moved("rank") > 0.1  # measured: 0.17 vs 0.065
 
 
 def test_normalise_keeps_the_global_ranking():

@@ -8,7 +8,7 @@ from lthray import masks, trial
 from lthray.config import replace
 from lthray.explain.cam import fidelity_loss, gradcam, gradcam_tensor
 from lthray.explain.concepts import concept_bank, features, fit_pcbm
-from lthray.methods import CRITERIA, ScoreContext, mix, scores_for
+from lthray.methods import CRITERIA, ScoreContext, mix, percentile, scores_for
 from lthray.models import build
 from lthray.trial import TrialState, run_trial
 
@@ -68,8 +68,9 @@ def test_scores_for_uses_the_guide_only_when_g_is_positive(ctx_extras):
     ctx = ScoreContext(model, masks.ones(model), 0, 1, **extras)
     a = scores_for("movement_guided", ctx, 0.0)
     b = scores_for("imp", ctx)
+    assert all(torch.equal(a[k], percentile(b, ctx.mask)[k]) for k in a)
     top = max(float(v.max()) for v in b.values())
-    assert all(torch.allclose(a[k], b[k] / top) for k in a)
+    assert all(torch.allclose(scores_for("movement_guided", ctx, 0.0, "max")[k], b[k] / top) for k in a)
     c = scores_for("movement_guided", ctx, 1.0)
     assert not all(torch.allclose(a[k], c[k]) for k in a)
 
@@ -104,6 +105,8 @@ def test_a_layer_the_guide_ignores_keeps_its_base_scores(ctx_extras):
     base, guide = CRITERIA.get("magnitude")(ctx), CRITERIA.get("concept")(ctx)
     assert float(guide["fc.weight"].abs().sum()) == 0.0  # the objective stops at the features
     mixed = mix(base, guide, 1.0, ctx.mask)
-    assert torch.equal(mixed["fc.weight"], base["fc.weight"] / max(float(v.max()) for v in base.values()))
+    assert torch.equal(mixed["fc.weight"], percentile(base, ctx.mask)["fc.weight"])
+    assert torch.equal(mix(base, guide, 1.0, ctx.mask, "max")["fc.weight"],
+                       base["fc.weight"] / max(float(v.max()) for v in base.values()))
     new = masks.prune(mixed, ctx.mask, 0.5)
     assert 0 < int(new["fc.weight"].sum()) < new["fc.weight"].numel()
