@@ -151,6 +151,7 @@ class Salt(enum.IntEnum):
     INSTABILITY_COPY = 4  # the instability analysis's second data order, n = level
     SANITY = 5  # the randomisation sanity check's weights, n = 0
     PCBM_REFIT = 6  # the refit noise floor's fit seed and bootstrap, n = 0
+    SHUFFLE = 7  # the shuffled-mask control's positions, n = level
 
 
 def step_seed(seed: int, salt: Salt, n: int) -> int:

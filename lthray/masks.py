@@ -114,6 +114,18 @@ def fraction_to(mask: Mask, target: float) -> float:
     return 1.0 - n_keep / kept if kept else 0.0
 
 
+def shuffle_within_layers(mask: Mask, seed: int) -> Mask:
+    """The same number of kept weights in every layer, at positions drawn uniformly at random within
+    the layer (one seeded CPU generator, layers in mask order): the layer-wise shuffle of Frankle et al.
+    2021 ("Pruning neural networks at initialization: why are we missing the mark?")."""
+    gen, out = torch.Generator().manual_seed(seed), {}
+    for name, m in mask.items():
+        flat = torch.zeros(m.numel(), dtype=torch.bool)
+        flat[torch.randperm(m.numel(), generator=gen)[: int(m.sum())]] = True
+        out[name] = flat.view(m.shape).to(m.device)
+    return out
+
+
 def as_float(model: nn.Module, mask: Mask) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """(masked weights, their masks as float tensors): made once per level, so re-zeroing after every
     optimizer step is one fused multiply with no allocation."""

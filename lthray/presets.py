@@ -108,7 +108,7 @@ ALL_METHODS = ["imp", "random", *GUIDED_METHODS]
 _METHODS = {"prune.method": ALL_METHODS}
 # The lottery-ticket literature's controls and baselines (README: Methods): random pruning, the random
 # reinitialisation control and the pruning-at-initialisation methods, all at IMP's levels' densities.
-CONTROLS = ["imp", "random", *methods.names(reinit=True), *methods.names(at_init=True)]
+CONTROLS = ["imp", "random", *methods.names(reinit=True), *methods.names(shuffle=True), *methods.names(at_init=True)]
 
 # Fashion-MNIST study: every method at one schedule, rewind and training length, 5 seeds, paired by
 # (seed, level): with 3, a paired t-test has 80% power only for standardised effects above ~3.3, and a

@@ -87,6 +87,11 @@ class Method:
     reinit: the random-reinitialisation control: the ticket's masks (found by this base criterion along
         the trial's own lineage, exactly as IMP finds them), but the row measures a copy of each level
         trained from a fresh initialisation drawn with another seed.
+    shuffle: the layer-wise shuffled-mask control: at every level the ticket's per-layer kept counts
+        (found along the trial's own lineage, as IMP finds them), at positions drawn at random within each
+        layer (seeded by seed and level), trained from the same rewind point on the same schedule; the row
+        and its mask file describe that network. Does a ticket's *where* matter beyond its per-layer
+        allocation? (Frankle et al. 2021, Su et al. 2020.)
     rewinds: the prune.rewind modes it allows (None: every registered one).
     """
 
@@ -96,6 +101,7 @@ class Method:
     at_init: bool = False
     iterative: bool = False
     reinit: bool = False
+    shuffle: bool = False
     rewinds: tuple[str, ...] | None = None
     why_rewinds: str = ""  # the reason shown when another rewind is asked for
     paper: str = field(default="", compare=False)  # shown in the README and report, not part of identity
@@ -175,11 +181,12 @@ def scores_for(method: str, ctx: ScoreContext, guidance_weight: float = 0.0, sca
     return mix(base, guide, guidance_weight, ctx.mask, scale)
 
 
-def names(*, guided: bool | None = None, at_init: bool | None = None, reinit: bool | None = None) -> list[str]:
+def names(*, guided: bool | None = None, at_init: bool | None = None, reinit: bool | None = None,
+          shuffle: bool | None = None) -> list[str]:
     """Registered method names (sorted) with the given kinds; None = either."""
     def fits(m: Method) -> bool:
         return all(want is None or have == want for want, have in
-                   ((guided, m.guided), (at_init, m.at_init), (reinit, m.reinit)))
+                   ((guided, m.guided), (at_init, m.at_init), (reinit, m.reinit), (shuffle, m.shuffle)))
     return [n for n in METHODS if fits(METHODS.get(n))]
 
 

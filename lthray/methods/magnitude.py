@@ -1,4 +1,4 @@
-"""IMP, its random-pruning baseline and the random-reinitialisation control."""
+"""IMP, its random-pruning baseline and two controls: random reinitialisation, and the layer-wise shuffled mask."""
 
 from __future__ import annotations
 
@@ -31,3 +31,6 @@ METHODS.register("random")(Method("random", paper="random pruning baseline (Fran
                                   color="#7f7f7f"))
 METHODS.register("reinit")(Method("magnitude", reinit=True, rewinds=("weight",), why_rewinds=_FRESH,
                                   paper="Frankle & Carbin 2019, random reinitialisation", color="#8c564b"))
+METHODS.register("shuffled")(Method("magnitude", shuffle=True, rewinds=("weight",), why_rewinds=_FRESH,
+                                    paper="Frankle et al. 2021, IMP's mask shuffled within each layer",
+                                    color="#6b6ecf"))

@@ -81,7 +81,8 @@ def measured_key(cfg: TrialConfig, level: int) -> str:
     from lthray.methods import METHODS
 
     flat = to_flat(cfg)
-    extra: dict[str, Any] = {"reinit": METHODS.get(cfg.prune.method).reinit,
+    m = METHODS.get(cfg.prune.method)
+    extra: dict[str, Any] = {"reinit": m.reinit, "shuffle": m.shuffle,
                              "instability": {k: v for k, v in flat.items() if k.startswith("instability.")}}
     if cfg.instability.enabled and level == 0:
         extra["rewind_step"] = flat["prune.rewind_step"]

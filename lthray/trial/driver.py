@@ -21,6 +21,7 @@ from lthray.trial.cache import LevelCache, NoCache
 from lthray.trial.level import Level, run_level
 from lthray.trial.setup import default_device, setup
 from lthray.trial.state import STATE, TrialState, check_masks, resume_state
+from lthray.trial.steps import measured_mask
 
 
 def advance(state: TrialState, done: Level) -> TrialState:
@@ -91,7 +92,7 @@ def run_trial(
         if state.finished(cfg.prune.levels):
             break
         done = run_level(trial, state, level, cache, rewind_points)
-        row = publish(record_of(trial.identity, done), done.mask, results_dir)
+        row = publish(record_of(trial.identity, done), measured_mask(trial, level, done.mask), results_dir)
         state = advance(state, done)
         state.save(workdir / STATE)  # marks the level finished
         if on_level is not None:

@@ -145,6 +145,15 @@ def fresh_init(trial: Trial, level: int) -> Weights:
                            trial.data.train_x.dtype))
 
 
+def measured_mask(trial: Trial, level: int, mask: masks.Mask) -> masks.Mask:
+    """The mask of the network a level's row describes: the lineage's, or for the shuffled-mask control
+    the lineage's shuffled within each layer (a pure function of the trial seed and level, so a reused
+    level publishes the same mask file without storing it)."""
+    if not (trial.method.shuffle and level > 0):
+        return mask
+    return masks.shuffle_within_layers(mask, data_mod.step_seed(trial.cfg.seed, Salt.SHUFFLE, level))
+
+
 def instability_columns(trial: Trial, state: TrialState, level: int, mask: masks.Mask, began_from: Weights,
                         sched: Schedule) -> tuple[dict[str, Any], float]:
     """Train a second copy of the measured network (the model holds it) from `began_from` under the same
@@ -162,10 +171,12 @@ def instability_columns(trial: Trial, state: TrialState, level: int, mask: masks
 
 def measure_level(trial: Trial, state: TrialState, level: int, mask: masks.Mask, sched: Schedule,
                   tr: Trained) -> tuple[dict[str, Any], Measurement]:
-    """Measure the network level `level`'s row describes (the model holds `tr.lineage`): the lineage, or
-    for the reinit control a freshly initialised copy trained under the same mask and schedule; plus the
-    instability analysis when enabled. Returns the columns (train_seconds: the training done here) and the
-    measurement; the model holds the lineage again. Raises Diverged (the reinit copy's training)."""
+    """Measure the network level `level`'s row describes (the model holds `tr.lineage`): the lineage; for
+    the reinit control a freshly initialised copy trained under the same mask and schedule; for the
+    shuffled-mask control a copy trained from the lineage's start under its mask shuffled within each
+    layer (`measured_mask`); plus the instability analysis when enabled. Returns the columns
+    (train_seconds: the training done here) and the measurement; the model holds the lineage again.
+    Raises Diverged (a control copy's training)."""
     cfg = trial.cfg
     # Where the measured network's training began: copy 2 of the instability analysis starts there (at
     # level 0 that is the rewind point k, and it trains from k).
@@ -173,11 +184,12 @@ def measure_level(trial: Trial, state: TrialState, level: int, mask: masks.Mask,
     if level == 0:
         sched = schedule.from_rewind(cfg)
     seconds = 0.0
-    if trial.method.reinit and level > 0:
-        measured_from = fresh_init(trial, level)
+    if (trial.method.reinit or trial.method.shuffle) and level > 0:
+        measured_from = fresh_init(trial, level) if trial.method.reinit else tr.began_from
+        mask = measured_mask(trial, level, mask)
         trial.model.load_state_dict(measured_from)
         seconds += train_level(trial, state, level, mask, sched).seconds
-    m = measure(trial, state, level)  # of the network the model holds: the lineage, or the reinit copy
+    m = measure(trial, state, level)  # of the network the model holds: the lineage, or a control's copy
     cols = m.cols
     if cfg.instability.enabled:
         t0 = time.perf_counter()

@@ -315,3 +315,28 @@ def test_function_change_is_against_the_same_seeds_dense_predictions(tiny_cfg, t
     assert agree < 1 and kl > 0  # two levels at 50% moved the function: the test can tell
     assert rows[2]["pred_agreement"] == pytest.approx(agree, abs=2 / len(digits.test_x))
     assert rows[2]["pred_kl"] == pytest.approx(kl, rel=1e-3)
+
+
+def test_shuffled_keeps_imps_per_layer_counts_at_new_positions_and_imps_lineage(tiny_cfg, tmp_path):
+    from lthray import mask_files
+
+    imp = run_trial(tiny_cfg, tmp_path / "imp", tmp_path / "r")
+    sh = run_trial(replace(tiny_cfg, **{"prune.method": "shuffled"}), tmp_path / "sh", tmp_path / "r")
+    stored = mask_files.read(tmp_path / "r")
+    for a, b in zip(imp[1:], sh[1:], strict=True):
+        ma, mb = stored[(a["run_id"], a["level"])], stored[(b["run_id"], b["level"])]
+        assert {k: int(m.sum()) for k, m in ma.items()} == {k: int(m.sum()) for k, m in mb.items()}
+        moved = sum(int((ma[k] & ~mb[k]).sum()) for k in ma) / sum(int(m.sum()) for m in ma.values())
+        assert moved > 0.2  # positions redrawn (at 50% density a random draw moves about half)
+        assert a["density"] == b["density"] and a["test_loss"] != b["test_loss"]
+    assert imp[0]["test_loss"] == sh[0]["test_loss"]  # the same dense network
+    wa, wb = _state(tmp_path, "imp").weights, _state(tmp_path, "sh").weights
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)  # the lineage the next level prunes is IMP's
+
+
+def test_shuffle_within_layers_is_seeded_and_keeps_every_layers_count():
+    mask = {"a": torch.rand(40, 3, generator=torch.Generator().manual_seed(1)) > 0.7, "b": torch.ones(5, dtype=bool)}
+    s1, s2, s3 = (masks.shuffle_within_layers(mask, s) for s in (0, 0, 1))
+    assert all(torch.equal(s1[k], s2[k]) for k in mask) and not torch.equal(s1["a"], s3["a"])
+    assert {k: int(m.sum()) for k, m in s1.items()} == {k: int(m.sum()) for k, m in mask.items()}
+    assert torch.equal(s1["b"], mask["b"]) and not torch.equal(s1["a"], mask["a"])
