@@ -82,38 +82,30 @@ def all_claims(rows: pd.DataFrame, fl: pd.DataFrame, margins: dict[str, float] |
 
 
 def knee_sentence(acc: pd.DataFrame, design: str, margin: float, family: str = "imp") -> str:
-    """Where `family`'s accuracy stays at its dense model's, said only as far as its tests allow: from the
+    """Where `family` keeps its dense model's accuracy, said only as far as its tests allow: from the
     "accuracy falls" table (`acc`, margin in accuracy units), the sparsest level up to which every level is
-    equivalent to dense (TOST at the margin, Holm over the claim's family) and the first level that is
-    detectably lower. Without a passing equivalence test the point estimate is given, and called one."""
+    non-inferior to dense (one-sided paired t-test that the loss is under the margin, Holm over the claim's
+    family) and the first level that is detectably lower. "Keeps" is a non-inferiority question: a level
+    detectably *above* dense keeps it too, which two-sided equivalence would not say. Without a passing
+    test the point estimate is given, and called one."""
     g = acc[(acc["design"] == design) & (acc["family"] == family)].sort_values("level")
     if g.empty:
         return ""
-    pts, name = f"±{100 * margin:g} point{'' if 100 * margin == 1 else 's'}", "IMP" if family == "imp" else family
+    pts, name = f"{100 * margin:g} point{'' if 100 * margin == 1 else 's'}", "IMP" if family == "imp" else family
     lower = g[g["verdict"] == "lower"]
     lost = (f"; it is detectably lower (Holm) from {stats.pct(lower['density'].iloc[0])} density on"
             if not lower.empty else "; no level is detectably lower (Holm)")
-    equiv = _run_length(g["verdict"] == "equivalent")
-    if equiv:
-        return (f"{name}'s accuracy is equivalent to its dense model's (TOST at {pts}, Holm) down to "
-                f"{stats.pct(g['density'].iloc[equiv - 1])} density{lost}")
-    # Detectably *above* dense is kept accuracy too (non-inferior a fortiori): a run of levels each either
-    # equivalent or higher, with at least one equivalent, says so level by level.
-    kept = _run_length(g["verdict"].isin(["equivalent", "higher"]))
-    if kept and (g["verdict"].iloc[:kept] == "equivalent").any():
-        run = g.iloc[:kept]
-        said = {v: ", ".join(stats.pct(d) for d in run.loc[run["verdict"] == v, "density"])
-                for v in ("higher", "equivalent")}
-        return (f"{name}'s accuracy is not below its dense model's down to {stats.pct(run['density'].iloc[-1])} "
-                f"density: detectably higher (Holm) at {said['higher']}, equivalent (TOST at {pts}, Holm) at "
-                f"{said['equivalent']}{lost}")
+    kept = _run_length(g["p_ni_holm"] < inference.ALPHA) if "p_ni_holm" in g else 0
+    if kept:
+        return (f"{name} keeps its dense model's accuracy down to {stats.pct(g['density'].iloc[kept - 1])} density "
+                f"(non-inferior at a {pts} margin: one-sided paired t-test, Holm){lost}")
     near = _run_length(g["mean"] >= -margin)
-    estimate = (f"; its mean stays within {pts} down to {stats.pct(g['density'].iloc[near - 1])} density (a point "
-                f"estimate, not a test)" if near else "")
+    estimate = (f"; its mean stays within {pts} of it down to {stats.pct(g['density'].iloc[near - 1])} density "
+                f"(a point estimate, not a test)" if near else "")
     seeds = int(g["n"].max())
-    if seeds < 2:  # nothing can be tested, so neither "equivalent" nor "not lower" is said
+    if seeds < 2:  # nothing can be tested, so neither "kept" nor "not lower" is said
         return f"{name}'s accuracy: one seed, so no test{estimate}"
-    return (f"{name}'s accuracy: the {pts} equivalence test passes at no pruned level with {seeds} "
+    return (f"{name}'s accuracy: non-inferiority at a {pts} margin is shown at no pruned level with {seeds} "
             f"seeds{estimate}{lost}")
 
 

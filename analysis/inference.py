@@ -70,8 +70,10 @@ def interval(values: np.ndarray | pd.Series, bounds: tuple[float, float] | None 
 class Paired:
     """One paired comparison: the mean difference (method - reference) over n pairs, its t interval (clipped
     to the difference's range, `clipped` says so), the two-sided p of 'no difference', the TOST p of
-    'within +-margin', and the smallest |difference| the design detects with 80% power (two-sided, at
-    `alpha`), standardised (`mde_d`) and in the metric's units (`mde`: mde_d times the pairs' SD)."""
+    'within +-margin', the non-inferiority p of 'above -margin' (`p_ni`: TOST's lower one-sided half;
+    "keeps the reference's accuracy" is this question, not equivalence), and the smallest |difference|
+    the design detects with 80% power (two-sided, at `alpha`), standardised (`mde_d`) and in the
+    metric's units (`mde`: mde_d times the pairs' SD)."""
 
     mean: float
     lo: float
@@ -83,6 +85,7 @@ class Paired:
     mde_d: float
     mde: float
     clipped: bool
+    p_ni: float = math.nan
 
 
 @lru_cache(maxsize=1024)
@@ -113,13 +116,14 @@ def paired(diff: np.ndarray | pd.Series, margin: float, span: float = math.inf, 
     sd = float(d.std(ddof=1))
     dz = detectable_d(n, mde_alpha if mde_alpha is not None else alpha)
     if sd == 0:  # every pair differs by the same amount (e.g. identical networks): no sampling noise
-        return Paired(m, m, m, n, 0.0, 0.0 if m != 0 else 1.0, 0.0 if abs(m) < margin else 1.0, dz, 0.0, False)
+        return Paired(m, m, m, n, 0.0, 0.0 if m != 0 else 1.0, 0.0 if abs(m) < margin else 1.0, dz, 0.0, False,
+                      0.0 if m > -margin else 1.0)
     half = stats.t.ppf(1 - alpha / 2, n - 1) * sd / math.sqrt(n)
     lo, hi = max(m - half, -span), min(m + half, span)
     p = float(stats.ttest_1samp(d, 0.0).pvalue)
     p_low = float(stats.ttest_1samp(d, -margin, alternative="greater").pvalue)  # H0: diff <= -margin
     p_high = float(stats.ttest_1samp(d, margin, alternative="less").pvalue)  # H0: diff >= +margin
-    return Paired(m, lo, hi, n, sd, p, max(p_low, p_high), dz, dz * sd, lo != m - half or hi != m + half)
+    return Paired(m, lo, hi, n, sd, p, max(p_low, p_high), dz, dz * sd, lo != m - half or hi != m + half, p_low)
 
 
 def _holm(p: np.ndarray) -> np.ndarray:
@@ -172,19 +176,21 @@ def family_table(diffs: pd.DataFrame, metric: str, margin: float, span: float = 
                  keys: tuple[str, ...] = ("family", "level")) -> pd.DataFrame:
     """One declared comparison family: every row of `diffs` (one comparison each, with a list column
     `pairs_{metric}` of its per-seed differences) tested for `metric`, adjusted together. Returns the
-    keys plus mean, lo, hi, n, p, p_holm, p_bh, p_tost, p_tost_holm, mde, mde_d, clipped and verdict."""
+    keys plus mean, lo, hi, n, p, p_holm, p_bh, p_tost, p_tost_holm, p_ni, p_ni_holm (non-inferiority at
+    the margin, Holm over the family), mde, mde_d, clipped and verdict."""
     raw = [(i, diffs.loc[i, f"pairs_{metric}"]) for i in diffs.index]
     m = sum(1 for _, d in raw if np.isfinite(np.asarray(d, dtype=float)).sum() >= 2)
     recs = []
     for i, d in raw:
         c = paired(d, margin, span, mde_alpha=ALPHA / max(m, 1))
         recs.append({**{k: diffs.loc[i, k] for k in keys}, "mean": c.mean, "lo": c.lo, "hi": c.hi, "n": c.n,
-                     "sd": c.sd, "p": c.p, "p_tost": c.p_tost, "mde": c.mde, "mde_d": c.mde_d, "clipped": c.clipped})
+                     "sd": c.sd, "p": c.p, "p_tost": c.p_tost, "p_ni": c.p_ni, "mde": c.mde, "mde_d": c.mde_d,
+                     "clipped": c.clipped})
     out = pd.DataFrame(recs, index=diffs.index)
     if out.empty:
         return out
     out["p_holm"], out["p_bh"] = adjust(out["p"]), adjust(out["p"], "fdr_bh")
-    out["p_tost_holm"] = adjust(out["p_tost"])
+    out["p_tost_holm"], out["p_ni_holm"] = adjust(out["p_tost"]), adjust(out["p_ni"])
     out["verdict"] = [verdict(a, b, c) for a, b, c in zip(out["mean"], out["p_holm"], out["p_tost_holm"],
                                                             strict=True)]
     out["family_size"] = m

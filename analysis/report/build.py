@@ -252,6 +252,10 @@ def build(rows: pd.DataFrame, out: Path, masks: tickets.Masks | None = None, con
     title = f"lthray study: {rows['sweep'].iloc[0]}" + (
         " (RANDOM concept bank: concept results check the pipeline only)" if random_bank else "")
     tables = claims.all_claims(rows, fl, margins)
+    if tables:  # every claim's tests (Holm, TOST and non-inferiority p-values) in one table beside the report
+        pd.concat([t.assign(claim=k) for k, t in tables.items()]).drop(columns=["pairs_x"], errors="ignore").to_csv(
+            out / "claims.csv", index=False, float_format="%.5g")
+        names.append("claims.csv")
     barriers = instability.tests(rows)  # once: the headline and section (h) read the same tests
     r = Report(out)
     glance_section(r, tables, diffs)

@@ -97,19 +97,20 @@ def test_a_claim_over_several_designs_names_each_design(make_row):
 
 
 def test_imps_kept_accuracy_is_said_only_as_far_as_its_tests_go(make_row):
-    """The headline 'IMP keeps dense accuracy' is a TOST result, never a point estimate called equality."""
+    """The headline 'IMP keeps dense accuracy' is a non-inferiority result, never a point estimate."""
     rows = _rows(make_row, seeds=8)
     fl = floors.floors(rows)
     design = stats.with_design(rows)["design"].iloc[0]
     lost = claims.all_claims(rows, fl)["accuracy falls"]
     said = claims.knee_sentence(lost, design, 0.01)
-    assert "passes at no pruned level with 8 seeds" in said and "detectably lower (Holm) from 40%" in said
+    assert "is shown at no pruned level with 8 seeds" in said and "detectably lower (Holm) from 40%" in said
     dense = rows[rows["level"] == 0].set_index("run_id")["test_acc"]
     wobble = np.random.default_rng(1).normal(0, 0.002, len(rows))  # pruned = its dense model, give or take
     flat = rows.assign(test_acc=np.where(rows["level"] == 1, rows["run_id"].map(dense) + wobble, rows["test_acc"]))
     kept = claims.all_claims(flat, fl)["accuracy falls"]
     assert claims.knee_sentence(kept, design, 0.01).startswith(
-        "IMP's accuracy is equivalent to its dense model's (TOST at ±1 point, Holm) down to 40% density")
+        "IMP keeps its dense model's accuracy down to 40% density (non-inferior at a 1 point margin: one-sided "
+        "paired t-test, Holm)")
     # a 0.05-point margin is narrower than the seeds' noise allows: no equivalence, only the point estimate
     tight = claims.all_claims(flat, fl, {"test_acc": 0.0005})["accuracy falls"]
     assert "(a point estimate, not a test)" in claims.knee_sentence(tight, design, 0.0005)
@@ -196,6 +197,9 @@ def test_the_report_carries_floors_claims_per_seed_tables_and_declared_margins(m
                           metric="test_acc")
     assert (one["test_acc_lo"], one["test_acc_hi"]) == pytest.approx(again[1:3], rel=1e-4)
     assert (tmp_path / "noise_floors.csv").exists()
+    tested = pd.read_csv(tmp_path / "claims.csv")
+    assert {"claim", "p_holm", "p_tost_holm", "p_ni_holm"} <= set(tested.columns)
+    assert "accuracy falls" in set(tested["claim"])
     # the report names exactly the tables it wrote beside itself
     named = set(re.findall(r"`([a-z_]+\.csv)`", md.split("## (a)")[0]))
     assert named and all((tmp_path / t).exists() for t in named)
@@ -230,15 +234,16 @@ def test_numbers_in_claim_sentences_read_plainly():
 
 
 def test_a_level_above_dense_keeps_accuracy_in_the_knee_sentence():
-    """Higher at 40% and 16%, equivalent at 6.4%, lower after: the run of kept levels is said level by level
-    (the reference report once said the test 'passes at no pruned level' beside 'no change at 6.4%')."""
+    """Higher at 40% and 16%, within the margin at 6.4%, lower after: all three kept levels pass
+    non-inferiority (the reference report once said the equivalence test 'passes at no pruned level'
+    beside a level detectably above dense)."""
     acc = pd.DataFrame({"design": "d", "family": "imp", "level": [1, 2, 3, 4],
                         "density": [0.4, 0.16, 0.064, 0.0256], "mean": [0.005, 0.005, -0.001, -0.02],
-                        "verdict": ["higher", "higher", "equivalent", "lower"], "n": 5})
+                        "verdict": ["higher", "higher", "equivalent", "lower"], "n": 5,
+                        "p_ni_holm": [0.001, 0.001, 0.02, 0.9]})
     said = claims.knee_sentence(acc, "d", 0.01)
-    assert said.startswith("IMP's accuracy is not below its dense model's down to 6.4% density: detectably higher "
-                           "(Holm) at 40%, 16%, equivalent (TOST at ±1 point, Holm) at 6.4%")
+    assert said.startswith("IMP keeps its dense model's accuracy down to 6.4% density (non-inferior")
     assert "detectably lower (Holm) from 2.6%" in said
-    # without any equivalent level, a run of 'higher' alone is not called equivalence
-    higher_only = acc.assign(verdict=["higher", "higher", "inconclusive", "lower"])
-    assert "equivalent" not in claims.knee_sentence(higher_only, "d", 0.01)
+    # a failed test at 16% stops the run there, whatever the later levels say
+    gap = acc.assign(p_ni_holm=[0.001, 0.2, 0.02, 0.9])
+    assert claims.knee_sentence(gap, "d", 0.01).startswith("IMP keeps its dense model's accuracy down to 40% density")

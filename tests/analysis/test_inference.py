@@ -47,6 +47,7 @@ def test_a_paired_comparison_is_the_t_test_tost_and_power_by_hand():
     t_high = (d.mean() - 0.01) / (d.std(ddof=1) / np.sqrt(5))  # H0: mean >= +0.01
     assert c.p_tost == pytest.approx(max(st.t.sf(t_low, 4), st.t.cdf(t_high, 4)))
     assert c.p_tost < 0.05  # inside a 1-point margin with 5 seeds
+    assert c.p_ni == pytest.approx(st.t.sf(t_low, 4))  # non-inferiority: TOST's lower half alone
     # power at the detectable effect, by the noncentral t (an independent computation): 80%
     crit = st.t.ppf(0.975, 4)
     nc = c.mde_d * np.sqrt(5)
@@ -138,3 +139,16 @@ def test_the_null_is_found_no_more_often_than_holm_allows():
         p = [st.ttest_1samp(rng.normal(0, 0.01, SEEDS), 0).pvalue for _ in range(8)]
         raw += min(p) < 0.05
     assert raw / reps > 0.2
+
+
+def test_non_inferiority_is_one_sided_and_holm_adjusted_over_the_family():
+    """'Keeps the reference's accuracy' = above -margin: a level clearly *above* dense passes it (TOST's
+    two-sided equivalence does not); a level clearly 2 points below fails it; Holm adjusts its p-values."""
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 0.002, 5)
+    diffs = pd.DataFrame({"family": ["above", "same", "below"], "level": [1, 1, 1],
+                          "pairs_x": [list(0.02 + noise), list(noise), list(-0.02 + noise)]})
+    t = inference.family_table(diffs, "x", margin=0.01, span=1).set_index("family")
+    assert t.loc["above", "p_ni_holm"] < 0.05 and t.loc["above", "p_tost_holm"] > 0.05
+    assert t.loc["same", "p_ni_holm"] < 0.05 and t.loc["below", "p_ni_holm"] > 0.5
+    np.testing.assert_allclose(t["p_ni_holm"], inference.adjust(t["p_ni"]))
