@@ -1,5 +1,11 @@
 """Noise floors: the yardsticks every drift is read against.
 
+- Same initialisation (the null for a ticket's drift): the dense model against its second copy, trained
+  from the same initialisation and rewind point with another data order and measured exactly as a pruned
+  level is (level-0 `floor_` columns, `explain.same_init_floor`). A rewound ticket shares its dense
+  model's initialisation and first k steps; so does this copy. It is a per-seed value, so a drift is
+  tested *paired by seed* against it (`analysis.claims`), which carries the floor's own spread into the
+  test instead of treating it as a known constant.
 - Seed to seed: two dense models of one design that differ only in their seed are equally good networks.
   How far their Grad-CAM and LRP maps disagree (Spearman, top-k IoU, on the same probe images) and how
   far their PCBMs' top concepts do is the change that replacing the network by another equally trained
@@ -7,7 +13,7 @@
 - Refit: one dense backbone's PCBM fitted twice (another fit seed, a bootstrap of the bank's images;
   `trial.measure.refit_pcbm`). A concept shift within this floor is indistinguishable from refitting.
 
-Both come from level-0 rows (`reference_cams`, `reference_lrp`, `top_concepts`, `concept_refit_*`); rows
+The last two come from level-0 rows (`reference_cams`, `reference_lrp`, `top_concepts`, `concept_refit_*`); rows
 written before schema 6 have none, and their floors are absent (the report says so).
 """
 
@@ -24,6 +30,7 @@ from analysis import inference, stats
 from lthray import metrics
 
 # metric -> the row column its floor is computed from (lthray.metrics: each metric's `floors`)
+SAME_INIT_FLOORS = metrics.SAME_INIT_FLOORS
 SEED_FLOORS = metrics.SEED_FLOORS
 REFIT_FLOORS = metrics.REFIT_FLOORS
 
@@ -68,21 +75,35 @@ def floors(rows: pd.DataFrame) -> pd.DataFrame:
             if vals:
                 recs.append({"design": design, "metric": metric, "kind": "seed", "floor": float(np.mean(vals)),
                              "lo": float(np.min(vals)), "hi": float(np.max(vals)), "n": len(vals)})
-        for metric, col in REFIT_FLOORS.items():
-            v = g[col].dropna().astype(float)
-            if len(v):
-                m, lo, hi, n = inference.interval(v, inference.RANGES.get(metric))
-                recs.append({"design": design, "metric": metric, "kind": "refit", "floor": m, "lo": lo, "hi": hi,
-                             "n": n})
+        for kind, cols in (("same_init", SAME_INIT_FLOORS), ("refit", REFIT_FLOORS)):
+            recs += _interval_floors(design, g, kind, cols)
     return pd.DataFrame(recs, columns=["design", "metric", "kind", "floor", "lo", "hi", "n"])
 
 
-def floor_of(fl: pd.DataFrame, design: str, metric: str, kind: str = "seed") -> pd.Series | None:
-    """The floor row of (design, metric, kind), or None."""
+def _interval_floors(design: str, g: pd.DataFrame, kind: str, cols: dict[str, str]) -> list[dict]:
+    """Floors that are one value per dense model (same-initialisation copy, refit): their mean over seeds
+    and its 95% interval."""
+    recs = []
+    for metric, col in cols.items():
+        if col in g:
+            v = g[col].dropna().astype(float)
+            if len(v):
+                m, lo, hi, n = inference.interval(v, inference.RANGES.get(metric))
+                recs.append({"design": design, "metric": metric, "kind": kind, "floor": m, "lo": lo, "hi": hi,
+                             "n": n})
+    return recs
+
+
+def floor_of(fl: pd.DataFrame, design: str, metric: str, kind: str | None = None) -> pd.Series | None:
+    """The floor row of (design, metric, kind), or None. Without a kind: the same-initialisation floor
+    where the rows have one (the null for a ticket's drift), else the seed-to-seed floor."""
     if fl.empty:
         return None
-    hit = fl[(fl["design"] == design) & (fl["metric"] == metric) & (fl["kind"] == kind)]
-    return hit.iloc[0] if not hit.empty else None
+    for k in (kind,) if kind is not None else ("same_init", "seed"):
+        hit = fl[(fl["design"] == design) & (fl["metric"] == metric) & (fl["kind"] == k)]
+        if not hit.empty:
+            return hit.iloc[0]
+    return None
 
 
 def against(value: float, lo: float, hi: float, floor: pd.Series | None) -> str:
@@ -93,7 +114,7 @@ def against(value: float, lo: float, hi: float, floor: pd.Series | None) -> str:
         return "no floor measured"
     top = hi if np.isfinite(hi) else value
     bottom = lo if np.isfinite(lo) else value
-    what = "seed-to-seed" if floor["kind"] == "seed" else "refit"
+    what = {"seed": "seed-to-seed", "refit": "refit", "same_init": "same-initialisation"}[floor["kind"]]
     span = f"{what} floor {floor['floor']:.2f} (pairs {floor['lo']:.2f}-{floor['hi']:.2f})" \
         if floor["kind"] == "seed" else f"{what} floor {floor['floor']:.2f} [{floor['lo']:.2f}, {floor['hi']:.2f}]"
     low_edge = floor["lo"] if math.isfinite(floor["lo"]) else floor["floor"]

@@ -224,6 +224,10 @@ class ExplainConfig:
     guide_size: int = 256
     fid_batch: int = 32
     lrp: bool = True  # LRP maps (zennit) beside Grad-CAM at every level, on the same probe images
+    # The same-initialisation noise floor: at level 0 a second dense copy from the same rewind point with
+    # another data order, measured against the dense model as every pruned level is (one more dense
+    # training per seed: level 0 is shared by a seed's trials).
+    same_init_floor: bool = True
 
 
     def __post_init__(self) -> None:
@@ -233,6 +237,7 @@ class ExplainConfig:
         _check(isinstance(self.fid_batch, int) and 1 <= self.fid_batch <= self.guide_size, "explain.fid_batch",
                self.fid_batch, "an integer in [1, explain.guide_size]")
         _check(isinstance(self.lrp, bool), "explain.lrp", self.lrp, "true or false")
+        _check(isinstance(self.same_init_floor, bool), "explain.same_init_floor", self.same_init_floor, "true or false")
         _check(self.faithfulness in FAITHFULNESS, "explain.faithfulness", self.faithfulness,
                f"one of {list(FAITHFULNESS)}")
         _check(len(self.road_percentiles) > 0 and all(0 < int(p) < 100 for p in self.road_percentiles),

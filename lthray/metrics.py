@@ -20,14 +20,16 @@ from typing import Any, Literal
 
 from lthray.registry import Registry
 
-Floor = Literal["seed", "refit"]
+Floor = Literal["same_init", "seed", "refit"]
 
 
 @dataclass(frozen=True)
 class Metric:
     """A measured quantity. `direction`: +1 higher is better, -1 lower is better, 0 neither (a change
     either way is a change, e.g. how concentrated a map is). `margin`: the declared equivalence margin of
-    TOST, in the metric's own units. `floors`: (kind, the row column the floor is computed from): 'seed' =
+    TOST, in the metric's own units. `floors`: (kind, the row column the floor is computed from):
+    'same_init' = the dense model against its second copy from the same initialisation and rewind point,
+    trained with another data order (a level-0 column, per seed: the null for a ticket's drift), 'seed' =
     two dense models of one design that differ in their seed (`analysis.floors`), 'refit' = the dense
     PCBM fitted twice. `role`: 'headline' (in the report's summary table and verdict figures), 'guard'
     (must not get worse while another metric improves) or '' (reported in the tables only).
@@ -95,6 +97,7 @@ class View(Mapping[str, Any]):
 LABELS = View(lambda m: m.label)
 RANGES = View(lambda m: m.range)
 MARGINS = View(lambda m: m.margin)
+SAME_INIT_FLOORS = View(lambda m: m.floor_column("same_init"))  # metric -> its level-0 floor_ column
 SEED_FLOORS = View(lambda m: m.floor_column("seed"))  # metric -> the row column its seed floor comes from
 REFIT_FLOORS = View(lambda m: m.floor_column("refit"))
 COUNTED = View(lambda m: True if m.role else None)  # the metrics whose comparisons the findings count
@@ -102,26 +105,38 @@ LOWER_IS_FAVOURABLE = View(lambda m: True if m.direction <= 0 else None)
 
 
 _P, _R = (0.0, 1.0), (-1.0, 1.0)
-_SEED_CAMS, _SEED_LRP = (("seed", "reference_cams"),), (("seed", "reference_lrp"),)
+def _same(name: str) -> tuple[Floor, str]:
+    return ("same_init", f"floor_{name}")
+
+
+_SEED_CAMS, _SEED_LRP = ("seed", "reference_cams"), ("seed", "reference_lrp")
 for _m in (
     Metric("test_acc", "test accuracy", " points", _P, margin=0.01, role="guard", scale=100.0),
     # function change: what explanation drift is read against (lthray.explain.function)
-    Metric("pred_agreement", "top-1 agreement with dense", "", _P, margin=0.01),
-    Metric("pred_kl", "KL(dense || pruned) of test outputs", " nats", None, direction=-1, margin=0.02),
-    Metric("cam_spearman", "Grad-CAM Spearman to dense", "ρ", _R, floors=_SEED_CAMS, role="headline"),
-    Metric("cam_iou", "Grad-CAM top-k IoU to dense", "", _P, floors=_SEED_CAMS, role="headline"),
+    Metric("pred_agreement", "top-1 agreement with dense", "", _P, margin=0.01, floors=(_same("pred_agreement"),)),
+    Metric("pred_kl", "KL(dense || pruned) of test outputs", " nats", None, direction=-1, margin=0.02,
+           floors=(_same("pred_kl"),)),
+    Metric("cam_spearman", "Grad-CAM Spearman to dense", "ρ", _R, floors=(_same("cam_spearman"), _SEED_CAMS),
+           role="headline"),
+    Metric("cam_iou", "Grad-CAM top-k IoU to dense", "", _P, floors=(_same("cam_iou"), _SEED_CAMS), role="headline"),
     Metric("cam_faithfulness", "Grad-CAM faithfulness", "", None, margin=0.02, role="headline"),
     Metric("cam_energy_inside", "Grad-CAM mass on the object", "", _P, role="headline"),
     Metric("cam_pointing", "Grad-CAM peak on the object", "", _P),
     Metric("cam_concentration", "area holding half the Grad-CAM mass", "", _P, direction=0, role="headline"),
-    Metric("lrp_spearman", "LRP Spearman to dense", "ρ", _R, floors=_SEED_LRP, role="headline"),
+    Metric("cam_spearman_same_pred", "Grad-CAM Spearman to dense, same predictions", "ρ", _R,
+           floors=(_same("cam_spearman_same_pred"),)),
+    Metric("lrp_spearman_same_pred", "LRP Spearman to dense, same predictions", "ρ", _R,
+           floors=(_same("lrp_spearman_same_pred"),)),
+    Metric("lrp_spearman", "LRP Spearman to dense", "ρ", _R, floors=(_same("lrp_spearman"), _SEED_LRP),
+           role="headline"),
     Metric("lrp_energy_inside", "LRP mass on the object", "", _P),
     Metric("lrp_pointing", "LRP peak on the object", "", _P),
     Metric("lrp_concentration", "area holding half the LRP mass", "", _P, direction=0, role="headline"),
     Metric("concept_topk_overlap", "concept top-k overlap with dense", "", _P,
-           floors=(("seed", "top_concepts"), ("refit", "concept_refit_overlap")), role="headline"),
+           floors=(_same("concept_topk_overlap"), ("seed", "top_concepts"), ("refit", "concept_refit_overlap")),
+           role="headline"),
     Metric("concept_weight_spearman", "concept weight Spearman to dense", "ρ", _R,
-           floors=(("refit", "concept_refit_spearman"),), role="headline"),
+           floors=(_same("concept_weight_spearman"), ("refit", "concept_refit_spearman")), role="headline"),
     Metric("pcbm_acc", "PCBM accuracy", " points", _P, margin=0.01, role="headline", scale=100.0),
     Metric("instability_barrier", "instability barrier (test error)", "", _P, direction=-1, margin=0.01),
 ):

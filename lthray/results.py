@@ -29,7 +29,8 @@ from lthray import storage
 # randomisation checks (cam_ and lrp_sanity_spearman); 6: + empty_layers, reference_cams, reference_lrp,
 # concept_refit_overlap, concept_refit_spearman (the noise floors); 7: + shared_from and the explain step's
 # parts (cam_, faithfulness_, lrp_, sanity_, pcbm_seconds); 8: + eval_seconds; 9: + extra_metrics (lthray.metrics);
-# 10: + pred_agreement, pred_kl (function change). Versions 2 to 9 still read (_upgrade).
+# 10: + pred_agreement, pred_kl (function change), the floor_ columns (the same-initialisation floor).
+# Versions 2 to 9 still read (_upgrade).
 SCHEMA_VERSION = 10
 
 _F, _I, _S = pa.float64(), pa.int64(), pa.string()
@@ -79,6 +80,9 @@ class LevelRecord:
                                        report=True, show="agree {:.3f}")
     pred_kl: float | None = col(_F, "mean KL(dense || this network) of the test images' softmax outputs, nats (0 at "
                                 "level 0)", nullable=True, report=True)
+    cam_spearman_same_pred: float | None = col(_F, "cam_spearman over the probe images on which this network predicts "
+                                               "the dense model's class (function-matched)", nullable=True)
+    lrp_spearman_same_pred: float | None = col(_F, "lrp_spearman over those probe images", nullable=True)
     cam_spearman: float | None = col(_F, "Grad-CAM vs the dense model's maps: Spearman, mean over probe images",
                                      nullable=True, report=True, show="cam_rho {:.3f}")
     cam_iou: float | None = col(_F, "top-k% IoU vs the dense model's maps", nullable=True, report=True,
@@ -122,6 +126,18 @@ class LevelRecord:
                                               "images): the refit noise floor", nullable=True)
     concept_refit_spearman: float | None = col(_F, "level 0 only: Spearman of concept->class weights, this PCBM vs "
                                                "that refit", nullable=True)
+    floor_test_acc: float | None = col(_F, "level 0 only: test accuracy of the same-initialisation copy (its rewind "
+                                       "point trained again, other data order; explain.same_init_floor)", nullable=True)
+    floor_pred_agreement: float | None = col(_F, "level 0: the copy's pred_agreement", nullable=True)
+    floor_pred_kl: float | None = col(_F, "level 0: the copy's pred_kl", nullable=True)
+    floor_cam_spearman: float | None = col(_F, "level 0: the copy's cam_spearman", nullable=True)
+    floor_cam_iou: float | None = col(_F, "level 0: the copy's cam_iou", nullable=True)
+    floor_cam_spearman_same_pred: float | None = col(_F, "level 0: the copy's cam_spearman_same_pred", nullable=True)
+    floor_lrp_spearman_same_pred: float | None = col(_F, "level 0: the copy's lrp_spearman_same_pred", nullable=True)
+    floor_lrp_spearman: float | None = col(_F, "level 0: the copy's lrp_spearman", nullable=True)
+    floor_concept_topk_overlap: float | None = col(_F, "level 0: the copy's concept_topk_overlap", nullable=True)
+    floor_concept_weight_spearman: float | None = col(_F, "level 0: the copy's concept_weight_spearman",
+                                                      nullable=True)
     instability_barrier: float | None = col(_F, "test-error barrier between two copies trained from this level's "
                                             "start with different data orders (Frankle et al. 2020); null unless "
                                             "instability.enabled", nullable=True, report=True, show="barrier {:.3f}")

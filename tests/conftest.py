@@ -26,7 +26,7 @@ def tiny_cfg() -> TrialConfig:
         data=DataConfig(probe_size=8),
         train=TrainConfig(epochs=1, batch_size=128),
         prune=PruneConfig(levels=2, rate=0.5, rewind="weight", rewind_step="3it"),
-        explain=ExplainConfig(faithfulness="confidence_drop", guide_size=32, fid_batch=8),
+        explain=ExplainConfig(faithfulness="confidence_drop", guide_size=32, fid_batch=8, same_init_floor=False),
         concepts=ConceptConfig(proj_steps=30),
     )
 
@@ -54,6 +54,10 @@ def _row(**kw):
         "reference_lrp": None, "concept_refit_overlap": None, "concept_refit_spearman": None, "shared_from": None,
         "cam_seconds": None, "faithfulness_seconds": None, "lrp_seconds": None, "sanity_seconds": None,
         "pcbm_seconds": None, "eval_seconds": None, "extra_metrics": None, "pred_agreement": None, "pred_kl": None,
+        "floor_test_acc": None, "floor_pred_agreement": None, "floor_pred_kl": None, "floor_cam_spearman": None,
+        "floor_cam_iou": None, "floor_lrp_spearman": None, "floor_concept_topk_overlap": None,
+        "floor_concept_weight_spearman": None, "cam_spearman_same_pred": None, "lrp_spearman_same_pred": None,
+        "floor_cam_spearman_same_pred": None, "floor_lrp_spearman_same_pred": None,
         "train_steps": 10, "train_seconds": 1.0, "explain_seconds": 0.1, "git_sha": "abc", "config_json": "{}",
     }
     r.update(kw)

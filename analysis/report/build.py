@@ -167,9 +167,13 @@ def lth_section(r: Report, summary: pd.DataFrame, shown: pd.DataFrame, acc_claim
 
 def cam_section(r: Report, rows: pd.DataFrame, shown: pd.DataFrame, fl: pd.DataFrame, design: str) -> None:
     r.heading("(b) Grad-CAM fidelity and faithfulness")
-    r.para("Agreement with the same seed's dense maps; the grey band with a dashed line is the noise floor: how "
-           "far two dense models of different seeds agree (lowest to highest seed pair, dashed: their mean). "
-           "Faithfulness is of each model's own maps (ROAD or confidence drop) and has no floor.")
+    kind = "same-initialisation" if floors.floor_of(fl, design, "cam_spearman", "same_init") is not None \
+        else "seed-to-seed"
+    r.para("Agreement with the same seed's dense maps; the grey band with a dashed line is the noise floor, here "
+           f"the {kind} floor (same initialisation: how far the dense model's copy trained with another data order "
+           "agrees, 95% interval over seeds; seed-to-seed: how far two dense models of different seeds agree, "
+           "lowest to highest pair; dashed: the mean). The noise-floor table below has both. Faithfulness is of "
+           "each model's own maps (ROAD or confidence drop) and has no floor.")
     r.chart(alt.hconcat(curve(shown, "cam_spearman", "Grad-CAM Spearman to dense",
                               floor=floors.floor_of(fl, design, "cam_spearman")),
                         curve(shown, "cam_iou", "Grad-CAM top-k IoU to dense",

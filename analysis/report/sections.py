@@ -26,6 +26,10 @@ def empty_layer_sentences(rows: pd.DataFrame) -> list[str]:
     return out
 
 
+KIND_NAMES = {"same_init": "same initialisation, another data order", "seed": "dense seed vs dense seed",
+              "refit": "PCBM refit (same backbone)"}
+
+
 def floor_section(r: Report, fl: pd.DataFrame) -> None:
     """The noise floors as a table: what every drift in this report is read against."""
     if fl.empty:
@@ -33,11 +37,12 @@ def floor_section(r: Report, fl: pd.DataFrame) -> None:
                "before lthray's schema 6), or there is one seed only. Drift is reported without a yardstick.")
         return
     t = fl.assign(what=[stats.METRICS.get(m, m) for m in fl["metric"]],
-                  floor_kind=["dense seed vs dense seed" if k == "seed" else "PCBM refit (same backbone)"
-                              for k in fl["kind"]])
-    r.para("Noise floors (noise_floors.csv): seed-to-seed = mean over pairs of dense models of different seeds "
-           "(lo/hi: the lowest and highest pair); refit = the same backbone's PCBM refitted (lo/hi: 95% interval "
-           "over seeds).")
+                  floor_kind=[KIND_NAMES[k] for k in fl["kind"]])
+    r.para("Noise floors (noise_floors.csv): same initialisation = the dense model against its copy from the same "
+           "initialisation and rewind point trained with another data order, measured as a pruned level is (the "
+           "null for a ticket's drift; lo/hi: 95% interval over seeds; tests pair it with its seed); seed-to-seed "
+           "= mean over pairs of dense models of different seeds (lo/hi: the lowest and highest pair); refit = the "
+           "same backbone's PCBM refitted (lo/hi: 95% interval over seeds).")
     r.table(t[["what", "floor_kind", "floor", "lo", "hi", "n"]].round(3))
 
 
@@ -85,7 +90,8 @@ def localisation_section(r: Report, rows: pd.DataFrame, shown: pd.DataFrame, fl:
     if shown["lrp_spearman"].notna().any():
         r.heading("(b3) A second attribution method: LRP next to Grad-CAM")
         r.para("LRP (zennit, EpsilonPlusFlat with BatchNorm merged into its convolution) on the same probe "
-               "images and true classes: its drift from the dense model's LRP maps (grey: its seed-to-seed floor), "
+               "images and true classes: its drift from the dense model's LRP maps (grey: its noise floor, as for "
+               "Grad-CAM), "
                "and the same localisation metrics. Where LRP and Grad-CAM move together with density, the "
                "finding is about the network; where only one moves, it may be about that method.")
         lrp = [curve(shown, "lrp_spearman", "LRP Spearman to dense", floor=floors.floor_of(fl, design, "lrp_spearman"))]
@@ -195,7 +201,8 @@ def claims_section(r: Report, tables: dict[str, pd.DataFrame]) -> None:
         return
     r.heading("The paper's claims, tested", 3)
     r.para("Each claim is one family of comparisons (every method at every pruned level, paired by seed), "
-           "Holm-adjusted; 'no change' needs TOST at the declared margin. A floor is the mean of its pairs, "
-           "treated as known (its spread is in the noise-floor table).")
+           "Holm-adjusted; 'no change' needs TOST at the declared margin. A per-seed floor (same initialisation, "
+           "refit) is paired with its seed, so its spread is in the test; the seed-to-seed floor is one value per "
+           "design, treated as known (its spread is in the noise-floor table).")
     for name, t in tables.items():
         r.bullets(claims.sentences(name, t))

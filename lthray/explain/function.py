@@ -35,6 +35,15 @@ def columns(log_probs: torch.Tensor, ref_log_probs: torch.Tensor | None) -> dict
     return {"pred_agreement": agreement(log_probs, ref_log_probs), "pred_kl": kl_from(ref_log_probs, log_probs)}
 
 
+def same_prediction(log_probs: torch.Tensor, ref_log_probs: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Bool per image of `idx` (rows of the test set, e.g. the probe images): both networks predict the
+    same class there. Explanation agreement on those images alone is function-matched at the image level:
+    where the network's decision did not move, a map that moved moved for another reason."""
+    _check(log_probs, ref_log_probs)
+    i = idx.cpu()
+    return log_probs[i].argmax(1) == ref_log_probs[i].argmax(1)
+
+
 def _check(a: torch.Tensor, b: torch.Tensor) -> None:
     if a.shape != b.shape or a.ndim != 2:
         raise ValueError(f"function change compares two (N, classes) outputs of one test set; got {tuple(a.shape)} "

@@ -84,7 +84,7 @@ def measured_key(cfg: TrialConfig, level: int) -> str:
     m = METHODS.get(cfg.prune.method)
     extra: dict[str, Any] = {"reinit": m.reinit, "shuffle": m.shuffle,
                              "instability": {k: v for k, v in flat.items() if k.startswith("instability.")}}
-    if cfg.instability.enabled and level == 0:
+    if (cfg.instability.enabled or cfg.explain.same_init_floor) and level == 0:  # the second copy starts at k
         extra["rewind_step"] = flat["prune.rewind_step"]
     return _canon({"lineage": lineage_key(cfg, level), **extra})
 

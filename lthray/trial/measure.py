@@ -130,6 +130,23 @@ def reference_columns(trial: Trial, maps: np.ndarray, lrp: np.ndarray | None, cl
     return more
 
 
+def same_pred_columns(trial: Trial, state: TrialState, log_probs: torch.Tensor, level: int, maps: np.ndarray,
+                      lrp: np.ndarray | None) -> dict[str, float | None]:
+    """Grad-CAM and LRP agreement with the dense maps over the probe images on which this network predicts
+    what the dense model does (function-matched; null when there are none, or no dense outputs kept)."""
+    ref = log_probs if level == 0 else state.dense_log_probs
+    if ref is None:
+        return {}
+    same = function.same_prediction(log_probs, ref, trial.data.probe_idx).numpy()
+    out: dict[str, float | None] = {}
+    for name, own, dense in (("cam", maps, state.dense_maps), ("lrp", lrp, state.dense_lrp)):
+        if own is None or not same.any() or (dense is None and level > 0):
+            continue
+        rho = spearman(own[same], (own if level == 0 else dense.numpy())[same])
+        out[f"{name}_spearman_same_pred"] = float(np.mean(rho))
+    return out
+
+
 def extra_metrics(trial: Trial) -> dict[str, float] | None:
     """The metrics registered with a compute function (lthray.metrics), of the network the model holds."""
     return {m.name: float(m.compute(trial.model, trial.data)) for m in metrics.computed()} or None
@@ -159,6 +176,7 @@ def measure(trial: Trial, state: TrialState, level: int) -> Measurement:
         more.update(reference_columns(trial, rep.maps, lrp, clock))
     with clock.part("pcbm_seconds"):
         con = None if test_feats is None else concept_columns(trial, state.dense_pcbm, test_feats)
+    more.update(same_pred_columns(trial, state, ev.log_probs, level, rep.maps, lrp))
     cols = {"test_acc": acc, "test_loss": loss, **fn, "cam_spearman": rep.spearman, "cam_iou": rep.iou,
             "cam_faithfulness": faith, "probe_cams": rep.maps[:GALLERY].ravel().tolist(),
             **localisation.columns(rep.maps, trial.objects), **more,

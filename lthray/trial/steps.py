@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from lthray import data as data_mod
@@ -154,19 +155,41 @@ def measured_mask(trial: Trial, level: int, mask: masks.Mask) -> masks.Mask:
     return masks.shuffle_within_layers(mask, data_mod.step_seed(trial.cfg.seed, Salt.SHUFFLE, level))
 
 
-def instability_columns(trial: Trial, state: TrialState, level: int, mask: masks.Mask, began_from: Weights,
-                        sched: Schedule) -> tuple[dict[str, Any], float]:
-    """Train a second copy of the measured network (the model holds it) from `began_from` under the same
-    mask and schedule with another data order, then measure the test error along the line between the
-    two copies. Returns the columns and the copy's training seconds; the model holds the first copy again."""
-    own = state_cpu(trial.model)
+def second_copy(trial: Trial, state: TrialState, level: int, mask: masks.Mask, began_from: Weights,
+                sched: Schedule) -> tuple[Weights, float]:
+    """A second copy of the measured network: trained from `began_from` under the same mask and schedule
+    with another data order (one seed per level). The instability analysis and the same-initialisation
+    floor share it. Returns its weights and training seconds; the model holds it."""
     trial.model.load_state_dict(began_from)
     seed = data_mod.step_seed(trial.cfg.seed, Salt.INSTABILITY_COPY, level)
-    tr = train_level(trial, state, level, mask, sched, data_seed=seed)
-    other = state_cpu(trial.model)
+    seconds = train_level(trial, state, level, mask, sched, data_seed=seed).seconds
+    return state_cpu(trial.model), seconds
+
+
+# The columns a same-initialisation copy gives the floor of (`floor_` + name in LevelRecord).
+FLOOR_COLUMNS = ("test_acc", "pred_agreement", "pred_kl", "cam_spearman", "cam_iou", "lrp_spearman",
+                 "cam_spearman_same_pred", "lrp_spearman_same_pred", "concept_topk_overlap", "concept_weight_spearman")
+
+
+def floor_columns(trial: Trial, state: TrialState, dense: Measurement, copy: Weights) -> dict[str, Any]:
+    """The same-initialisation noise floor of level 0: the dense model's second copy (same initialisation
+    and rewind point, another data order) measured against the dense model's references exactly as a
+    pruned level is. A ticket rewound to k shares its dense model's first k steps; this copy shares them
+    too, so it is the null for "pruning changed the maps" that the seed-to-seed floor is not."""
+    refs = dataclasses.replace(
+        state, dense_maps=torch.from_numpy(np.ascontiguousarray(dense.maps)),
+        dense_lrp=None if dense.lrp is None else torch.from_numpy(dense.lrp),
+        dense_pcbm=dense.concepts.pcbm if dense.concepts is not None else {}, dense_log_probs=dense.log_probs)
+    trial.model.load_state_dict(copy)
+    cols = measure(trial, refs, 1).cols  # level 1: measured as any later level is, against level 0's references
+    return {f"floor_{k}": cols.get(k) for k in FLOOR_COLUMNS}
+
+
+def instability_columns(trial: Trial, own: Weights, other: Weights) -> dict[str, Any]:
+    """The test error along the straight line between the measured network (`own`) and its second copy."""
     errors = instability.error_path(trial.model, own, other, trial.data, trial.cfg.instability,
                                     batch_size=trial.cfg.train.batch_size, seed=trial.cfg.seed)
-    return {"instability_barrier": instability.barrier(errors), "instability_errors": errors}, tr.seconds
+    return {"instability_barrier": instability.barrier(errors), "instability_errors": errors}
 
 
 def measure_level(trial: Trial, state: TrialState, level: int, mask: masks.Mask, sched: Schedule,
@@ -174,12 +197,13 @@ def measure_level(trial: Trial, state: TrialState, level: int, mask: masks.Mask,
     """Measure the network level `level`'s row describes (the model holds `tr.lineage`): the lineage; for
     the reinit control a freshly initialised copy trained under the same mask and schedule; for the
     shuffled-mask control a copy trained from the lineage's start under its mask shuffled within each
-    layer (`measured_mask`); plus the instability analysis when enabled. Returns the columns
+    layer (`measured_mask`); plus, from one second copy (`second_copy`), the same-initialisation floor at
+    level 0 (explain.same_init_floor) and the instability analysis when enabled. Returns the columns
     (train_seconds: the training done here) and the measurement; the model holds the lineage again.
     Raises Diverged (a control copy's training)."""
     cfg = trial.cfg
-    # Where the measured network's training began: copy 2 of the instability analysis starts there (at
-    # level 0 that is the rewind point k, and it trains from k).
+    # Where the measured network's training began: a second copy starts there (at level 0 that is the
+    # rewind point k, and it trains from k).
     measured_from = tr.rewinds[schedule.rewind_steps(cfg)] if level == 0 else tr.began_from
     if level == 0:
         sched = schedule.from_rewind(cfg)
@@ -190,10 +214,12 @@ def measure_level(trial: Trial, state: TrialState, level: int, mask: masks.Mask,
         trial.model.load_state_dict(measured_from)
         seconds += train_level(trial, state, level, mask, sched).seconds
     m = measure(trial, state, level)  # of the network the model holds: the lineage, or a control's copy
-    cols = m.cols
-    if cfg.instability.enabled:
-        t0 = time.perf_counter()
-        more, copy_seconds = instability_columns(trial, state, level, mask, measured_from, sched)
+    cols, floor = m.cols, level == 0 and cfg.explain.same_init_floor
+    if floor or cfg.instability.enabled:
+        t0, own = time.perf_counter(), state_cpu(trial.model)
+        copy, copy_seconds = second_copy(trial, state, level, mask, measured_from, sched)
+        more = {**(floor_columns(trial, state, m, copy) if floor else {}),
+                **(instability_columns(trial, own, copy) if cfg.instability.enabled else {})}
         seconds += copy_seconds
         cols = {**cols, **more, "explain_seconds": cols["explain_seconds"] + time.perf_counter() - t0 - copy_seconds}
     trial.model.load_state_dict(tr.lineage)

@@ -247,3 +247,31 @@ def test_a_level_above_dense_keeps_accuracy_in_the_knee_sentence():
     # a failed test at 16% stops the run there, whatever the later levels say
     gap = acc.assign(p_ni_holm=[0.001, 0.2, 0.02, 0.9])
     assert claims.knee_sentence(gap, "d", 0.01).startswith("IMP keeps its dense model's accuracy down to 40% density")
+
+
+def _same_init_rows(make_row, drift: float, seeds: int = 6):
+    """Per seed: a same-initialisation floor of Grad-CAM agreement that varies by seed (0.6-0.8), and a
+    pruned level whose agreement is the seed's floor minus `drift`, give or take noise."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for seed in range(seeds):
+        floor = 0.6 + 0.2 * rng.random()
+        cfg = json.dumps({"prune.method": "imp", "seed": seed})
+        for level in (0, 1):
+            rows.append(make_row(run_id=f"imp{seed}", seed=seed, level=level, density=0.4 ** level, config_json=cfg,
+                                 cam_spearman=1.0 if level == 0 else floor - drift + rng.normal(0, 0.01),
+                                 floor_cam_spearman=floor if level == 0 else None))
+    return pd.DataFrame(rows)
+
+
+def test_drift_is_tested_paired_by_seed_against_the_same_initialisation_floor(make_row):
+    """A known drift of 0.1 below each seed's own floor is found (Holm); no drift is called no change
+    (TOST at 0.05), although the floors spread over 0.2 - a constant floor would blur both."""
+    drifted = claims.all_claims(_same_init_rows(make_row, 0.1), pd.DataFrame())["cam drifts"]
+    assert list(drifted["verdict"]) == ["lower"] and drifted["mean"].iloc[0] == pytest.approx(-0.1, abs=0.02)
+    null = claims.all_claims(_same_init_rows(make_row, 0.0), pd.DataFrame())["cam drifts"]
+    assert list(null["verdict"]) == ["equivalent"]
+    fl = floors.floors(_same_init_rows(make_row, 0.0)).set_index(["metric", "kind"])
+    rows0 = _same_init_rows(make_row, 0.0)
+    assert fl.loc[("cam_spearman", "same_init"), "floor"] == pytest.approx(rows0["floor_cam_spearman"].mean())
+    assert fl.loc[("cam_spearman", "same_init"), "n"] == 6

@@ -340,3 +340,31 @@ def test_shuffle_within_layers_is_seeded_and_keeps_every_layers_count():
     assert all(torch.equal(s1[k], s2[k]) for k in mask) and not torch.equal(s1["a"], s3["a"])
     assert {k: int(m.sum()) for k, m in s1.items()} == {k: int(m.sum()) for k, m in mask.items()}
     assert torch.equal(s1["b"], mask["b"]) and not torch.equal(s1["a"], mask["a"])
+
+
+def test_level_0_measures_a_same_initialisation_copy_once_for_the_floor_and_the_instability_path(
+        tiny_cfg, tmp_path, monkeypatch):
+    """The floor's copy starts at the rewind point with another data order and is measured against the
+    dense model as a pruned level is; with the instability analysis on, both read one copy."""
+    calls = []
+    real = trial_steps.train_level
+    monkeypatch.setattr(trial_steps, "train_level",
+                        lambda *a, **kw: calls.append((a[2], kw.get("data_seed"))) or real(*a, **kw))
+    cfg = replace(tiny_cfg, **{"explain.same_init_floor": True, "instability.enabled": True, "train.epochs": 4,
+                               "prune.levels": 1})
+    rows = run_trial(cfg, tmp_path / "w", tmp_path / "r")
+    level0 = [c for c in calls if c[0] == 0]
+    assert len(level0) == 2 and level0[0][1] is None and level0[1][1] is not None  # lineage, then one copy
+    dense, pruned = rows
+    for c in ("cam_spearman", "cam_iou", "lrp_spearman", "pred_agreement", "concept_topk_overlap"):
+        v = dense[f"floor_{c}"]
+        assert v is not None and v < 1, c  # another data order moves maps, predictions and concepts
+        assert pruned[f"floor_{c}"] is None
+    assert dense["floor_pred_kl"] > 0 and 0 < dense["floor_test_acc"] <= 1
+    assert dense["cam_spearman_same_pred"] == 1.0 and -1 <= pruned["cam_spearman_same_pred"] <= 1
+    assert -1 <= dense["floor_cam_spearman_same_pred"] < 1 and dense["floor_lrp_spearman_same_pred"] is not None
+    assert dense["instability_barrier"] is not None
+    off = run_trial(replace(cfg, **{"explain.same_init_floor": False}), tmp_path / "w2", tmp_path / "r2")
+    assert off[0]["floor_cam_spearman"] is None
+    # the floor's copy never changes the measured network: the same rows either way
+    assert [r["test_loss"] for r in off] == [r["test_loss"] for r in rows]

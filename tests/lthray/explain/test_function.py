@@ -41,3 +41,9 @@ def test_without_a_reference_the_columns_are_null_and_shapes_must_match():
     assert function.columns(lp, None) == {"pred_agreement": None, "pred_kl": None}
     with pytest.raises(ValueError, match="one test set"):
         function.agreement(lp, torch.zeros(5, 3))
+
+
+def test_same_prediction_compares_the_arg_max_at_the_given_test_rows():
+    a = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]).log_softmax(1)
+    b = torch.tensor([[0.0, 2.0], [0.0, 1.0], [3.0, 0.0]]).log_softmax(1)
+    assert function.same_prediction(a, b, torch.tensor([0, 2, 1])).tolist() == [True, False, False]
