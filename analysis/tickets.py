@@ -52,6 +52,21 @@ def _flat(mask: dict[str, np.ndarray]) -> np.ndarray:
     return np.concatenate([m.ravel() for m in mask.values()])
 
 
+def jaccard_to_imp(rows: pd.DataFrame, masks: Masks) -> pd.Series:
+    """Per row (aligned with `rows`): the Jaccard index of its mask with the same seed's IMP mask at the same
+    level and design; NaN where either mask file is missing. How far a method's ticket moved from IMP's:
+    guided masks that keep almost all of IMP's make "guidance does not beat IMP" near-null by construction."""
+    d = stats.with_design(rows)
+    imp = {(des, s, lvl): r for des, s, lvl, r, m in
+           zip(d["design"], d["seed"], d["level"], d["run_id"], d["method"], strict=True) if m == "imp"}
+    out = []
+    for des, s, lvl, r in zip(d["design"], d["seed"], d["level"], d["run_id"], strict=True):
+        ref = imp.get((des, s, lvl))
+        ok = ref is not None and (r, lvl) in masks and (ref, lvl) in masks
+        out.append(jaccard(_flat(masks[(r, lvl)]), _flat(masks[(ref, lvl)])) if ok else np.nan)
+    return pd.Series(out, index=rows.index, dtype=float)
+
+
 def _keyed(rows: pd.DataFrame, masks: Masks) -> pd.DataFrame:
     """Pruned, healthy rows that have a mask file, with their design, family and `series` labels (the
     family, plus what sets its design apart when the rows hold several designs)."""

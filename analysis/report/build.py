@@ -68,7 +68,8 @@ def _design_text(rows: pd.DataFrame, margins: dict[str, float], tables: list[str
 
 def per_seed_columns() -> list[str]:
     return ["run_id", "method", "family", "guidance_weight", "lambda_fid", "seed", "level", "density", "status",
-            "train_steps", *stats.METRICS, "empty_layers", "concept_refit_overlap", "concept_refit_spearman",
+            "train_steps", *stats.METRICS, "mask_jaccard_imp", *metrics.SAME_INIT_FLOORS.values(), "empty_layers",
+            "concept_refit_overlap", "concept_refit_spearman",
             "cam_sanity_spearman", "lrp_sanity_spearman", "object_area", "design"]
 
 
@@ -251,6 +252,8 @@ def build(rows: pd.DataFrame, out: Path, masks: tickets.Masks | None = None, con
     margins = {**inference.MARGINS, **(margins or {})}
     summary, diffs = stats.level_summary(rows), stats.paired_differences(rows, margins=margins)
     fl = floors.floors(rows)
+    if masks:  # per row: its mask's overlap with the same seed's IMP mask (per_seed.csv)
+        rows = rows.assign(mask_jaccard_imp=tickets.jaccard_to_imp(rows, masks))
     names = write_tables(rows, out, summary, diffs, fl)
     random_bank = any(b.endswith("/random") for b in rows["concept_bank"].unique())
     title = f"lthray study: {rows['sweep'].iloc[0]}" + (

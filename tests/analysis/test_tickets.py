@@ -152,6 +152,9 @@ def test_the_report_adds_ticket_and_instability_sections_only_with_their_data(ma
     for png in ("mask_overlap", "layer_density", "instability"):
         assert (tmp_path / "full" / f"{png}.png").read_bytes()[:4] == b"\x89PNG"
     assert "<script" not in (tmp_path / "full" / "report.html").read_text()
+    per_seed = pd.read_csv(tmp_path / "full" / "per_seed.csv")
+    assert per_seed.loc[(per_seed["method"] == "random") & (per_seed["seed"] == 0) & (per_seed["level"] == 1),
+                        "mask_jaccard_imp"].item() == 0.0
 
 
 def test_a_method_with_another_methods_masks_is_drawn_once(make_row):
@@ -195,3 +198,14 @@ def test_instability_never_pools_two_designs_that_share_a_rewind_point(make_row)
     assert s.loc["imp [prune.rate=0.5]", "barrier"] == pytest.approx(0.0015)
     assert s.loc["imp [prune.rate=0.8]", "barrier"] == pytest.approx(0.0505)
     assert set(instability.paths(pd.DataFrame(rows))["family"]) == set(s.index)
+
+
+def test_each_rows_jaccard_to_the_same_seeds_imp_mask_by_hand(make_row):
+    masks, rows = _masks_and_rows(make_row)
+    j = tickets.jaccard_to_imp(rows, masks)
+    by_run = dict(zip(rows["run_id"] + rows["level"].astype(str), j, strict=True))
+    assert by_run["imp01"] == 1.0 and by_run["imp11"] == 1.0
+    assert by_run["rnd01"] == 0.0  # the other half of every layer
+    # seed 1: even indices vs the first half: c keeps {0, 2, 4} of 6 & 6 -> 3 / 9; f keeps {0} of 2 & 2 -> 1 / 3
+    assert by_run["rnd11"] == pytest.approx((3 + 1) / (9 + 3))
+    assert j.index.equals(rows.index)
