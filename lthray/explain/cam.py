@@ -101,6 +101,7 @@ def fidelity_loss(model: nn.Module, layer: nn.Module, x: torch.Tensor, y: torch.
 @dataclass
 class CamReport:
     maps: np.ndarray
+    rho: np.ndarray  # per probe image: Spearman with the reference map (`spearman` is their mean)
     spearman: float
     iou: float
     faithfulness: float
@@ -115,6 +116,7 @@ def explain(model: nn.Module, layer: nn.Module, x: torch.Tensor, y: torch.Tensor
     rho = spearman(maps, ref)
     return CamReport(
         maps=maps,
+        rho=rho,
         spearman=float(np.mean(rho)),
         iou=float(np.mean(topk_iou(maps, ref, cfg.topk))),
         faithfulness=float(np.nanmean(faithfulness(model, x, y, maps, cfg))) if faithful else float("nan"),

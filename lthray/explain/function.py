@@ -1,7 +1,8 @@
 """How far a pruned network's *function* moved from its dense model's: the yardstick that explanation
 drift is read against. Maps track predictions (a network that predicts other classes explains other
 classes), so "the maps changed" says something about the explanations only beyond what the change of
-function predicts; the analysis regresses one on the other (docs/statistics.md).
+function predicts: the rows also carry map agreement over the images both networks predict alike
+(`same_prediction`; docs/methods.md says why that and not a regression across levels).
 
 Both measures compare the two networks' test-set outputs, image by image: top-1 agreement (the fraction
 of test images on which both predict the same class, whether right or wrong) and the mean KL divergence

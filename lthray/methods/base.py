@@ -142,7 +142,7 @@ def percentile(scores: Scores, mask: Mask) -> Scores:
     the scores, so it keeps the global ranking and every layer's own."""
     from scipy.stats import rankdata  # only guided scoring needs scipy here
 
-    names = [k for k in scores]
+    names = list(scores)
     alive = torch.cat([scores[k].detach()[mask[k]].double().flatten().cpu() for k in names])
     ranks = torch.from_numpy(rankdata(alive.numpy(), method="average")) / max(len(alive), 1)
     out, i = {}, 0

@@ -103,15 +103,16 @@ def refit_pcbm(trial: Trial, train_feats: torch.Tensor, train_y: torch.Tensor) -
                                  seed=seed)
 
 
-def lrp_columns(trial: Trial, state: TrialState, clock: Clock) -> tuple[np.ndarray | None, dict[str, Any]]:
-    """The LRP maps of the probe images and their columns (none unless explain.lrp)."""
+def lrp_columns(trial: Trial, state: TrialState,
+                clock: Clock) -> tuple[np.ndarray | None, np.ndarray | None, dict[str, Any]]:
+    """The LRP maps of the probe images, their per-image Spearman with the dense LRP maps, and their
+    columns (none unless explain.lrp)."""
     if not trial.cfg.explain.lrp:
-        return None, {}
+        return None, None, {}
     with clock.part("lrp_seconds"):
         lrp = lrp_maps(trial.model, trial.data.probe_x, trial.data.probe_y)
-        ref_lrp = lrp if state.dense_lrp is None else state.dense_lrp.numpy()
-        return lrp, {"lrp_spearman": float(np.mean(spearman(lrp, ref_lrp))),
-                     **localisation.columns(lrp, trial.objects, "lrp")}
+        rho = spearman(lrp, lrp if state.dense_lrp is None else state.dense_lrp.numpy())
+        return lrp, rho, {"lrp_spearman": float(np.mean(rho)), **localisation.columns(lrp, trial.objects, "lrp")}
 
 
 def reference_columns(trial: Trial, maps: np.ndarray, lrp: np.ndarray | None, clock: Clock) -> dict[str, Any]:
@@ -130,21 +131,16 @@ def reference_columns(trial: Trial, maps: np.ndarray, lrp: np.ndarray | None, cl
     return more
 
 
-def same_pred_columns(trial: Trial, state: TrialState, log_probs: torch.Tensor, level: int, maps: np.ndarray,
-                      lrp: np.ndarray | None) -> dict[str, float | None]:
-    """Grad-CAM and LRP agreement with the dense maps over the probe images on which this network predicts
-    what the dense model does (function-matched; null when there are none, or no dense outputs kept)."""
-    ref = log_probs if level == 0 else state.dense_log_probs
-    if ref is None:
+def same_pred_columns(trial: Trial, ref_log_probs: torch.Tensor | None, log_probs: torch.Tensor,
+                      rhos: dict[str, np.ndarray | None]) -> dict[str, float]:
+    """Grad-CAM and LRP agreement with the dense maps (`rhos`: method -> per-probe-image Spearman) over
+    the probe images on which this network predicts what the dense model does (function-matched; none
+    when there are no such images, or no dense outputs kept)."""
+    if ref_log_probs is None:
         return {}
-    same = function.same_prediction(log_probs, ref, trial.data.probe_idx).numpy()
-    out: dict[str, float | None] = {}
-    for name, own, dense in (("cam", maps, state.dense_maps), ("lrp", lrp, state.dense_lrp)):
-        if own is None or not same.any() or (dense is None and level > 0):
-            continue
-        rho = spearman(own[same], (own if level == 0 else dense.numpy())[same])
-        out[f"{name}_spearman_same_pred"] = float(np.mean(rho))
-    return out
+    same = function.same_prediction(log_probs, ref_log_probs, trial.data.probe_idx).numpy()
+    return {f"{name}_spearman_same_pred": float(np.mean(rho[same]))
+            for name, rho in rhos.items() if rho is not None and same.any()}
 
 
 def extra_metrics(trial: Trial) -> dict[str, float] | None:
@@ -159,7 +155,8 @@ def measure(trial: Trial, state: TrialState, level: int) -> Measurement:
     t_eval = time.perf_counter()  # one pass over the test set: accuracy, function change, the PCBM's features
     ev = evaluate_test(trial.model, trial.data.test_x, trial.data.test_y, features=trial.bank is not None)
     acc, loss, test_feats = ev.acc, ev.loss, ev.features
-    fn = function.columns(ev.log_probs, ev.log_probs if level == 0 else state.dense_log_probs)
+    ref_log_probs = ev.log_probs if level == 0 else state.dense_log_probs
+    fn = function.columns(ev.log_probs, ref_log_probs)
     eval_seconds = time.perf_counter() - t_eval
     t0, clock = time.perf_counter(), Clock()
     model, x, y = trial.model, trial.data.probe_x, trial.data.probe_y  # the probe images every map is of
@@ -171,12 +168,12 @@ def measure(trial: Trial, state: TrialState, level: int) -> Measurement:
             guide_maps = torch.from_numpy(gradcam(trial.model, trial.model.cam_layer, trial.guide_x, trial.guide_y))
     with clock.part("faithfulness_seconds"):
         faith = float(np.nanmean(faithfulness(model, x, y, rep.maps, trial.cfg.explain)))
-    lrp, more = lrp_columns(trial, state, clock)
+    lrp, lrp_rho, more = lrp_columns(trial, state, clock)
     if level == 0:
         more.update(reference_columns(trial, rep.maps, lrp, clock))
     with clock.part("pcbm_seconds"):
         con = None if test_feats is None else concept_columns(trial, state.dense_pcbm, test_feats)
-    more.update(same_pred_columns(trial, state, ev.log_probs, level, rep.maps, lrp))
+    more.update(same_pred_columns(trial, ref_log_probs, ev.log_probs, {"cam": rep.rho, "lrp": lrp_rho}))
     cols = {"test_acc": acc, "test_loss": loss, **fn, "cam_spearman": rep.spearman, "cam_iou": rep.iou,
             "cam_faithfulness": faith, "probe_cams": rep.maps[:GALLERY].ravel().tolist(),
             **localisation.columns(rep.maps, trial.objects), **more,
