@@ -1,6 +1,6 @@
 """Each level's mask as a small bit-packed Parquet side file, so analysis reads tickets without the
 trials' checkpoints: RESULTS/_masks/RUN_ID__LNNN.parquet, one row per prunable layer, published exactly
-once like the result rows (`results.publish_table`).
+once like the result rows (`storage.publish_table`).
 
 A 1-bit-per-weight `np.packbits` column keeps a level of the 60k-weight convnet at ~8 kB (ResNet-20's
 270k weights: ~34 kB), against ~240 kB for the same mask as float32 in a checkpoint.
@@ -15,7 +15,8 @@ import pyarrow as pa
 
 from lthray import storage
 from lthray.masks import Mask
-from lthray.results import ResultsError, publish_table, read_tagged, row_name
+from lthray.results import ResultsError, read_tagged, row_name
+from lthray.storage import publish_table
 
 FOLDER = "_masks"  # "_": pyarrow.dataset and pandas.read_parquet skip it when reading the rows
 SCHEMA = pa.schema([

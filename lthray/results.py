@@ -12,7 +12,6 @@ import datetime as dt
 import math
 import os
 import subprocess
-import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -241,18 +240,6 @@ def row_path(results_dir: str | Path, run_id: str, level: int) -> Path:
     return Path(storage.resolve(results_dir)[1]) / row_name(run_id, level)
 
 
-def _write_remote(fs: pafs.FileSystem, base: str, name: str, table: pa.Table) -> bool:
-    """Object stores publish an object whole when its upload completes, so no temp file is needed; they
-    have no create-if-absent, so two writers of one level may both upload (the same row, last wins)."""
-    path = f"{base}/{name}"
-    if fs.get_file_info(path).type != pafs.FileType.NotFound:
-        return False
-    fs.create_dir(base, recursive=True)
-    with fs.open_output_stream(path) as out:
-        pq.write_table(table, out)
-    return True
-
-
 def write_row(results_dir: str | Path, row: dict[str, Any] | LevelRecord) -> bool:
     """Write one result row atomically; returns False (writing nothing) if that level's row exists."""
     row = row.to_row() if isinstance(row, LevelRecord) else row
@@ -265,68 +252,7 @@ def write_row(results_dir: str | Path, row: dict[str, Any] | LevelRecord) -> boo
         table = pa.Table.from_pylist([full], schema=SCHEMA)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
         raise SchemaError(str(e)) from e
-    return publish_table(results_dir, row_name(row["run_id"], row["level"]), table)
-
-
-def publish_table(folder: str | Path, name: str, table: pa.Table) -> bool:
-    """Publish `table` as folder/name exactly once (False, writing nothing, if it exists): a hard link
-    from a temp file locally, a whole-object upload on object stores. Rows and mask files both use it."""
-    fs, base = storage.resolve(folder)
-    if not isinstance(fs, pafs.LocalFileSystem):
-        return _write_remote(fs, base, name, table)
-    return _publish_local(Path(base) / name, table)
-
-
-def _publish_local(final: Path, table: pa.Table) -> bool:
-    """Temp file, fsync, then a hard link: unlike a rename, a link fails if the target exists, so the
-    first finisher of a level wins and a row is never overwritten (pyarrow.fs has no such primitive)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    if final.exists():
-        # A writer SIGKILLed between its link and its cleanup left a temp file beside a published row;
-        # the next writer of the level (a resumed trial) is the one that finds it.
-        _clear_stale(final)
-        return False
-    tmp = storage.temp_name(final)
-    try:
-        try:
-            with open(tmp, "wb") as fh:
-                pq.write_table(table, fh)
-                fh.flush()
-                storage.check_fault(final)
-                os.fsync(fh.fileno())
-        except OSError as e:
-            raise storage.write_failed(final, e) from e
-        pause = float(os.environ.get("LTHRAY_FAULT_WRITE_PAUSE") or 0)
-        if pause > 0:  # fault-injection hook: lets a test SIGKILL us while a file is half-published
-            time.sleep(pause)
-        try:
-            os.link(tmp, final)  # atomic and never overwrites: the first finisher wins
-        except FileExistsError:
-            return False
-        except FileNotFoundError:
-            if final.exists():  # a writer that published this level first cleared our temp file as stale
-                return False
-            raise
-        _fsync_dir(final.parent)
-        _clear_stale(final)
-        return True
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _clear_stale(final: Path) -> None:
-    """Remove the temp files of `final` once it is published: left by writers killed mid-write or between
-    link and cleanup. A live writer whose temp file goes finds `final` published and gives up (above)."""
-    for stale in final.parent.glob(f".{final.name}.*.tmp"):
-        stale.unlink(missing_ok=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return storage.publish_table(results_dir, row_name(row["run_id"], row["level"]), table)
 
 
 def result_files(results_dir: str | Path) -> list[str]:
