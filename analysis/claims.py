@@ -9,7 +9,8 @@
    shrinks against the dense model's, paired by seed.
 3. Pruned networks rely on different concepts: the top-k concept overlap with the dense PCBM below the
    same-initialisation copy's (paired by seed) and below that backbone's own refit overlap (the refit
-   floor), paired by seed.
+   floor), paired by seed; made only for designs whose concept measure separates an untrained backbone
+   from a refitted one (`floors.concept_range`).
 Beside them, the function: top-1 prediction agreement with dense below the same-initialisation copy's.
 
 Each claim is one comparison family (every method at every pruned level), Holm-adjusted, with TOST at
@@ -25,7 +26,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from analysis import inference, stats
+from analysis import floors, inference, stats
 
 
 def _against(rows: pd.DataFrame, metric: str, baseline: str | float | pd.Series) -> pd.DataFrame:
@@ -91,6 +92,11 @@ def all_claims(rows: pd.DataFrame, fl: pd.DataFrame, margins: dict[str, float] |
     if rows["concept_refit_overlap"].notna().any():
         out["concepts different"] = test(rows, "concept_topk_overlap", "concept_refit_overlap",
                                          mg["concept_topk_overlap"])
+    rng = floors.concept_range(rows)  # no concept claim where the measure cannot tell untrained from refitted
+    blind = set(rng.loc[~rng["separates"], "design"]) if not rng.empty else set()
+    for name in ("concepts drift", "concepts different"):
+        if name in out and not out[name].empty:
+            out[name] = out[name][~out[name]["design"].isin(blind)]
     return {k: v for k, v in out.items() if not v.empty}
 
 

@@ -10,8 +10,11 @@
   How far their Grad-CAM and LRP maps disagree (Spearman, top-k IoU, on the same probe images) and how
   far their PCBMs' top concepts do is the change that replacing the network by another equally trained
   one brings. A pruned model's drift from its own dense model within this floor is no more than that.
-- Refit: one dense backbone's PCBM fitted twice (another fit seed, a bootstrap of the bank's images;
-  `trial.measure.refit_pcbm`). A concept shift within this floor is indistinguishable from refitting.
+- Refit: the dense backbone's concept -> class layer refitted on bootstraps of the bank's images, through
+  its own projection (`concepts.refit_agreement`). A concept shift within this floor is indistinguishable
+  from refitting. It is the top of the concept measure's range; the bottom is the trial's untrained
+  initialisation measured the same way (`concept_range`): a measure that cannot tell those apart with the
+  seeds at hand cannot support a concept claim.
 
 The last two come from level-0 rows (`reference_cams`, `reference_lrp`, `top_concepts`, `concept_refit_*`); rows
 written before schema 6 have none, and their floors are absent (the report says so).
@@ -123,3 +126,28 @@ def against(value: float, lo: float, hi: float, floor: pd.Series | None) -> str:
     if bottom >= floor["floor"]:
         return f"within the {span}"
     return f"at the edge of the {span}"
+
+
+def concept_range(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per design, the concept measure's range over its dense models: the top (the dense backbone refitted,
+    `concept_refit_overlap`) and the bottom (the untrained initialisation, `concept_random_overlap`), each
+    a mean and 95% interval over seeds; the chance overlap k / kept concepts; and whether the seeds at hand
+    separate the two ends: a one-sided paired t-test (top > bottom, paired by seed) at inference.ALPHA.
+    Empty for rows without the range (schema < 11, or concepts off)."""
+    dense = dense_models(rows)
+    dense = dense[dense["concept_random_overlap"].notna() & dense["concept_refit_overlap"].notna()]
+    recs = []
+    for design, g in dense.groupby("design"):
+        top, bottom = g["concept_refit_overlap"].astype(float), g["concept_random_overlap"].astype(float)
+        c = inference.paired((top - bottom).to_numpy(), margin=0.0, span=1.0)
+        p = c.p / 2 if c.mean > 0 else 1 - c.p / 2 if np.isfinite(c.p) else math.nan  # one-sided: top > bottom
+        k = int(json.loads(g["config_json"].iloc[0]).get("concepts.topk", 5))
+        recs.append({"design": design, "seeds": len(g), **_ends("top", top), **_ends("bottom", bottom),
+                     "kept": float(g["concepts_kept"].mean()), "chance": k / float(g["concepts_kept"].mean()),
+                     "p": p, "separates": bool(np.isfinite(p) and p < inference.ALPHA)})
+    return pd.DataFrame(recs)
+
+
+def _ends(name: str, v: pd.Series) -> dict[str, float]:
+    m, lo, hi, _ = inference.interval(v, (0.0, 1.0))
+    return {name: m, f"{name}_lo": lo, f"{name}_hi": hi}

@@ -260,8 +260,13 @@ class ConceptConfig:
     # the pipeline only. With a network use e.g. clip_model='ViT-B-32', clip_pretrained='laion2b_s34b_b79k'.
     clip_model: str = "lthray-tiny-clip"
     clip_pretrained: str = ""
+    # A concept list of your own: a text file, one concept per line ('#' comments); for source=imagenet each
+    # line is 'INDEX name' with an ImageNet class index. '' = the list shipped for the dataset (docs/methods.md).
+    vocabulary: str = ""
     topk: int = 5  # top concepts per class compared with the dense model's
     proj_steps: int = 200  # Adam steps of the LF-CBM projection (full batch)
+    fidelity_cutoff: float = 0.45  # keep concepts the dense features predict above this (LF-CBM's default)
+    refits: int = 5  # bootstrap refits of the concept -> class layer each level's concept measure averages
     C: float = 0.5  # inverse regularisation of the elastic-net concept -> class layer
     l1_ratio: float = 0.5
 
@@ -274,7 +279,11 @@ class ConceptConfig:
                self.image_size, "an integer in [32, 512]")
         _check(isinstance(self.clip_model, str) and bool(self.clip_model), "concepts.clip_model", self.clip_model,
                "an open_clip model name, e.g. 'ViT-B-32' or 'lthray-tiny-clip'")
+        _check(isinstance(self.vocabulary, str), "concepts.vocabulary", self.vocabulary, "a path, or ''")
         _check(isinstance(self.topk, int) and self.topk >= 1, "concepts.topk", self.topk, "an integer >= 1")
+        _check(isinstance(self.fidelity_cutoff, (int, float)) and -1 <= self.fidelity_cutoff < 1,
+               "concepts.fidelity_cutoff", self.fidelity_cutoff, "a number in [-1, 1) (-1 keeps every concept)")
+        _check(isinstance(self.refits, int) and self.refits >= 1, "concepts.refits", self.refits, "an integer >= 1")
         _check(isinstance(self.proj_steps, int) and self.proj_steps >= 1, "concepts.proj_steps", self.proj_steps,
                "an integer >= 1")
         _check(self.C > 0, "concepts.C", self.C, "a number > 0")

@@ -138,6 +138,8 @@ for _m in (
     Metric("concept_weight_spearman", "concept weight Spearman to dense", "ρ", _R,
            floors=(_same("concept_weight_spearman"), ("refit", "concept_refit_spearman")), role="headline"),
     Metric("pcbm_acc", "PCBM accuracy", " points", _P, margin=0.01, role="headline", scale=100.0),
+    # weights over training (lthray.weights): reported, never a claim
+    Metric("weights_still", "share of kept weights left still", "", _P, direction=0),
     Metric("instability_barrier", "instability barrier (test error)", "", _P, direction=-1, margin=0.01),
 ):
     register(_m)

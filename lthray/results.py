@@ -28,9 +28,12 @@ from lthray import storage
 # randomisation checks (cam_ and lrp_sanity_spearman); 6: + empty_layers, reference_cams, reference_lrp,
 # concept_refit_overlap, concept_refit_spearman (the noise floors); 7: + shared_from and the explain step's
 # parts (cam_, faithfulness_, lrp_, sanity_, pcbm_seconds); 8: + eval_seconds; 9: + extra_metrics (lthray.metrics);
-# 10: + pred_agreement, pred_kl (function change), the floor_ columns (the same-initialisation floor).
-# Versions 2 to 9 still read (_upgrade).
-SCHEMA_VERSION = 10
+# 10: + pred_agreement, pred_kl (function change), the floor_ columns (the same-initialisation floor);
+# 11: + concepts_kept, concept_random_overlap, concept_random_spearman (the concept measure's range),
+# cascade_layers, cam_ and lrp_cascade_spearman (cascading randomisation), weight_move_quantiles,
+# weights_still, first_filters, first_filters_shape (weights over training).
+# Versions 2 to 10 still read (_upgrade).
+SCHEMA_VERSION = 11
 
 _F, _I, _S = pa.float64(), pa.int64(), pa.string()
 
@@ -109,22 +112,35 @@ class LevelRecord:
                                             "al. 2018); >= 0.5 fails the check", nullable=True)
     lrp_sanity_spearman: float | None = col(_F, "level 0 only: the same randomisation check for the LRP maps",
                                             nullable=True)
+    cascade_layers: list[str] | None = col(pa.list_(_S), "level 0 only: the weight layers in the order the cascading "
+                                           "randomisation re-initialises them, output first", nullable=True)
+    cam_cascade_spearman: list[float] | None = col(pa.list_(_F), "level 0 only: Spearman of the trained Grad-CAM "
+                                                   "maps with those after each cascade step", nullable=True)
+    lrp_cascade_spearman: list[float] | None = col(pa.list_(_F), "level 0 only: the same for the LRP maps",
+                                                   nullable=True)
     concept_bank: str = col(_S, "concept source ('/random': checks the pipeline only)")
     pcbm_acc: float | None = col(_F, "test accuracy of the post-hoc concept bottleneck on this backbone",
                                  nullable=True, report=True)
-    concept_topk_overlap: float | None = col(_F, "mean over classes of |top-k concepts & dense's| / k",
-                                             nullable=True, report=True, show="concepts {:.2f}")
-    concept_weight_spearman: float | None = col(_F, "Spearman of concept->class weights vs dense's",
-                                                nullable=True)
+    concept_topk_overlap: float | None = col(_F, "mean over classes of |top-k concepts & the dense PCBM's| / k, "
+                                             "mean over concepts.refits bootstrap refits of the concept -> class "
+                                             "layer (dense projection held fixed)", nullable=True, report=True,
+                                             show="concepts {:.2f}")
+    concept_weight_spearman: float | None = col(_F, "Spearman of concept->class weights vs dense's, mean over "
+                                                "those refits", nullable=True)
     extra_metrics: dict[str, float] | None = col(pa.map_(_S, _F), "metrics registered with a compute function "
                                                  "(lthray.metrics: a plugin's): name -> value", nullable=True)
     top_concepts: list[str] | None = col(pa.list_(_S), "per class: 'CLASS: concept | concept | ...'",
                                          nullable=True)
-    concept_refit_overlap: float | None = col(_F, "level 0 only: top-k concept overlap of this PCBM with one refitted "
-                                              "on the same backbone (another fit seed, a bootstrap of the bank's "
-                                              "images): the refit noise floor", nullable=True)
-    concept_refit_spearman: float | None = col(_F, "level 0 only: Spearman of concept->class weights, this PCBM vs "
-                                               "that refit", nullable=True)
+    concepts_kept: int | None = col(_I, "concepts of the vocabulary that pass the fidelity cutoff on the dense "
+                                    "backbone (concepts.fidelity_cutoff): the PCBM's concepts", nullable=True)
+    concept_refit_overlap: float | None = col(_F, "level 0 only: the dense backbone's concept_topk_overlap with "
+                                              "itself (its refits): the top of the measure's range, the refit "
+                                              "noise floor", nullable=True)
+    concept_refit_spearman: float | None = col(_F, "level 0 only: its concept_weight_spearman with itself",
+                                               nullable=True)
+    concept_random_overlap: float | None = col(_F, "level 0 only: concept_topk_overlap of the untrained network "
+                                               "(the trial's initialisation): the bottom of the range", nullable=True)
+    concept_random_spearman: float | None = col(_F, "level 0 only: its concept_weight_spearman", nullable=True)
     floor_test_acc: float | None = col(_F, "level 0 only: test accuracy of the same-initialisation copy (its rewind "
                                        "point trained again, other data order; explain.same_init_floor)", nullable=True)
     floor_pred_agreement: float | None = col(_F, "level 0: the copy's pred_agreement", nullable=True)
@@ -137,6 +153,14 @@ class LevelRecord:
     floor_concept_topk_overlap: float | None = col(_F, "level 0: the copy's concept_topk_overlap", nullable=True)
     floor_concept_weight_spearman: float | None = col(_F, "level 0: the copy's concept_weight_spearman",
                                                       nullable=True)
+    weight_move_quantiles: list[float] | None = col(pa.list_(_F), "|w_end - w_start| of the kept weights over this "
+                                                    "level's training, at quantiles 5/25/50/75/95% (lthray.weights)",
+                                                    nullable=True)
+    weights_still: float | None = col(_F, "fraction of kept weights that moved < 1% of their layer's starting RMS "
+                                      "(training left them where they were)", nullable=True)
+    first_filters: list[float] | None = col(pa.list_(pa.float32()), "the first convolution's trained weights, "
+                                            "flattened (shape: first_filters_shape)", nullable=True)
+    first_filters_shape: list[int] | None = col(pa.list_(_I), "their shape (out, in, h, w)", nullable=True)
     instability_barrier: float | None = col(_F, "test-error barrier between two copies trained from this level's "
                                             "start with different data orders (Frankle et al. 2020); null unless "
                                             "instability.enabled", nullable=True, report=True, show="barrier {:.3f}")
@@ -211,6 +235,7 @@ _TYPE_CHECKS = {
     "list<item: string>": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
     "list<item: float>": lambda v: isinstance(v, list) and all(_num(x) for x in v),
     "list<item: double>": lambda v: isinstance(v, list) and all(_num(x) for x in v),
+    "list<item: int64>": lambda v: isinstance(v, list) and all(isinstance(x, int) for x in v),
     "map<string, double>": lambda v: isinstance(v, dict) and all(isinstance(k, str) and _num(x) for k, x in v.items()),
 }
 

@@ -5,6 +5,7 @@ only. Every entry point (the lthray CLI, `run_trial`, the sweep driver's preset 
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from lthray import masks
@@ -40,6 +41,11 @@ def check(cfg: TrialConfig) -> TrialConfig:
     if cfg.data.train_size > n:
         raise ConfigError(f"data.train_size={cfg.data.train_size!r} is not allowed; expected 0 (all) or an "
                           f"integer in [100, {n}]")
+    vocab = cfg.concepts.vocabulary
+    if cfg.concepts.enabled and vocab and not Path(vocab).expanduser().is_file():  # here, not in the config: a
+        # stored config is read back where its file may not be (analysis)
+        raise ConfigError(f"concepts.vocabulary={vocab!r} is not allowed; expected the path of a text file of "
+                          "concept names, one per line (or '' for the list shipped with the dataset)")
     for key, value, allowed in METHODS.get(cfg.prune.method).problems(to_flat(cfg)):
         raise ConfigError(f"{key}={value!r} is not allowed; expected {allowed}")
     layers, weights = prunable_shape(cfg.model.name, cfg.data.dataset)

@@ -30,6 +30,7 @@ from analysis.report.sections import (
     masks_of,
     ticket_section,
 )
+from analysis.report.training import weights_section
 from lthray import metrics
 
 
@@ -191,9 +192,11 @@ def concept_section(r: Report, rows: pd.DataFrame, summary: pd.DataFrame, shown:
     if not summary["concept_topk_overlap"].notna().any():
         r.para("Concepts were disabled in this sweep.")
         return
-    r.para("Agreement of each level's post-hoc concept bottleneck with the dense one's. Grey: the refit floor "
-           "(the dense backbone's PCBM refitted with another fit seed on a bootstrap of the bank's images; "
-           "95% interval over seeds); dashed line on the overlap chart: the seed-to-seed floor.")
+    r.para("Agreement of each level's post-hoc concept bottleneck with the dense one's: each level's features go "
+           "through the dense model's projection (concepts kept by the fidelity cutoff) and only its concept -> "
+           "class layer is refitted, on bootstraps of the bank's images (mean over refits). Grey: the refit floor "
+           "(the dense backbone measured the same way; 95% interval over seeds).")
+    range_paragraph(r, rows, design)
     refit = floors.floor_of(fl, design, "concept_topk_overlap", "refit")
     r.chart(alt.hconcat(curve(shown, "concept_topk_overlap", "concept top-k overlap with dense", floor=refit),
                         curve(shown, "concept_weight_spearman", "concept weight Spearman to dense",
@@ -201,6 +204,27 @@ def concept_section(r: Report, rows: pd.DataFrame, summary: pd.DataFrame, shown:
                         curve(shown, "pcbm_acc", "PCBM accuracy", dense_band=True)),
             "concept_curves", "concept fidelity vs density")
     dense_concepts(r, rows)
+
+
+def range_paragraph(r: Report, rows: pd.DataFrame, design: str) -> None:
+    """The concept measure's range, printed before any concept result: its top (the dense backbone refitted)
+    and its bottom (the untrained initialisation), and whether the seeds at hand separate them."""
+    rng = floors.concept_range(rows)
+    rng = rng[rng["design"] == design] if not rng.empty else rng
+    if rng.empty:
+        r.para("The concept measure's range was not measured (rows before schema 11): no untrained-backbone control.")
+        return
+    g = rng.iloc[0]
+    top, bottom = _ci(g["top"], g["top_lo"], g["top_hi"], 1, 2), _ci(g["bottom"], g["bottom_lo"], g["bottom_hi"], 1, 2)
+    ends = (f"the dense backbone refitted (the top) {top}, the untrained initialisation through the same projection "
+            f"(the bottom) {bottom}, chance {g['chance']:.2f} ({g['kept']:.0f} concepts kept)")
+    if g["separates"]:
+        r.para(f"Range of the measure over {g['seeds']} dense models: {ends}. The two ends are separated (one-sided "
+               f"paired t-test, p = {g['p']:.2g}): a level between them has lost part of what training built.")
+    else:
+        r.para(f"Range of the measure over {g['seeds']} dense models: {ends}. The instrument cannot separate an "
+               f"untrained backbone from a refitted one with {g['seeds']} seeds (one-sided paired t-test, p = "
+               f"{g['p']:.2g}): no concept claim is made.")
 
 
 def versus_imp_section(r: Report, diffs: pd.DataFrame) -> None:
@@ -279,6 +303,7 @@ def build(rows: pd.DataFrame, out: Path, masks: tickets.Masks | None = None, con
     gallery_section(r, rows, out, "(f) ")
     ticket_section(r, rows, masks or {}, out)
     instability_section(r, rows, summary, barriers, out)
+    weights_section(r, rows, shown, out)
     r.heading("In detail")
     claims_section(r, tables)
     if not diffs.empty:

@@ -12,6 +12,7 @@ from analysis import claims, floors, instability, stats, tickets
 from analysis.gallery import concept_shift, gallery, median_seed
 from analysis.report.charts import curve
 from analysis.report.render import Report, _ci
+from analysis.report.training import cascade_section
 from lthray import mask_files
 
 
@@ -125,6 +126,7 @@ def sanity_section(r: Report, rows: pd.DataFrame) -> None:
            f"A method whose 95% interval lies at or above {FAIL_AT} fails (its maps barely depend on what the "
            f"network learnt), below {FAIL_AT} passes; an interval across it is inconclusive.")
     r.table(pd.DataFrame(recs))
+    cascade_section(r, rows)
 
 
 def masks_of(rows: pd.DataFrame) -> tickets.Masks:

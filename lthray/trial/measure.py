@@ -5,6 +5,8 @@ level 0 the maps, LRP maps and PCBM become the references of every later level."
 from __future__ import annotations
 
 import contextlib
+import functools
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from lthray.explain import function, localisation, sanity
 from lthray.explain.cam import explain, faithfulness, gradcam
 from lthray.explain.lrp import lrp_maps
 from lthray.explain.rank import spearman
+from lthray.models import build
 from lthray.results import GALLERY
 from lthray.train import evaluate_test
 from lthray.trial.setup import Trial
@@ -62,45 +65,49 @@ class Clock:
             self.parts[name] = self.parts.get(name, 0.0) + time.perf_counter() - t0
 
 
-def concept_columns(trial: Trial, dense_pcbm: dict[str, torch.Tensor], test_feats: torch.Tensor) -> Concepts:
-    """Fit the PCBM of the model's backbone and compare its concepts with the dense model's (`dense_pcbm`;
-    empty at level 0, where this PCBM is the dense one); `test_feats` are the model's features of the test
-    images (`train.evaluate_with_features`), for the PCBM's test accuracy. Needs the trial's concept bank."""
+def concept_columns(trial: Trial, dense_pcbm: dict[str, torch.Tensor], test_feats: torch.Tensor) -> Concepts | None:
+    """The concept bottleneck of the model's backbone through the dense projection (`dense_pcbm`; empty at
+    level 0, where the dense PCBM is fitted: projection, fidelity cutoff, concept -> class layer) and its
+    concept measure against the dense PCBM (`concepts.refit_agreement`). At level 0 also the measure's
+    range: the dense backbone refitted (the top, concept_refit_*) and the trial's own initialisation, an
+    untrained backbone (the bottom, concept_random_*). `test_feats`: the model's features of the test
+    images, for the PCBM's test accuracy. None when no concept passes the fidelity cutoff."""
     cc, data, bank = trial.cfg.concepts, trial.data, trial.bank
     assert bank is not None, "concept_columns needs a concept bank (measure calls it only with one)"
     idx = slice(None) if bank.train_idx is None else bank.train_idx.to(data.train_x.device)
-    train_feats = concepts_mod.features(trial.model, data.train_x[idx])
-    pcbm = concepts_mod.fit_pcbm(train_feats, bank.train_sim, data.train_y[idx], steps=cc.proj_steps, C=cc.C,
-                                 l1_ratio=cc.l1_ratio, seed=trial.cfg.seed)
-    acc = float((pcbm.logits(test_feats).argmax(1).cpu() == data.test_y.cpu()).float().mean())
-    dense = concepts_mod.PCBM(**dense_pcbm) if dense_pcbm else pcbm
-    top = pcbm.top_concepts(cc.topk)
-    names = [f"{data.class_names[c]}: " + " | ".join(bank.concepts[j] for j in top[c]) for c in range(len(top))]
-    refit = {}
-    if not dense_pcbm:  # level 0: the refit noise floor of every later level's concept shift
-        other = refit_pcbm(trial, train_feats, data.train_y[idx])
-        refit = {"concept_refit_overlap": concepts_mod.topk_overlap(top, other.top_concepts(cc.topk)),
-                 "concept_refit_spearman": concepts_mod.weight_spearman(pcbm.coef, other.coef)}
-    return Concepts(pcbm.to_state(), {
-        "pcbm_acc": acc,
-        "concept_topk_overlap": concepts_mod.topk_overlap(top, dense.top_concepts(cc.topk)),
-        "concept_weight_spearman": concepts_mod.weight_spearman(pcbm.coef, dense.coef),
-        "top_concepts": names, **refit,
-    })
+    feats, y = concepts_mod.features(trial.model, data.train_x[idx]), data.train_y[idx]
+    fit = {"C": cc.C, "l1_ratio": cc.l1_ratio}
+    ref = concepts_mod.PCBM(**dense_pcbm) if dense_pcbm else concepts_mod.fit_pcbm(
+        feats, bank.train_sim, y, steps=cc.proj_steps, seed=trial.cfg.seed, cutoff=cc.fidelity_cutoff, **fit)
+    if ref is None:
+        warn_no_concepts(trial)
+        return None
+    own = ref if not dense_pcbm else concepts_mod.fit_head(feats, ref.proj, ref.kept, y, seed=trial.cfg.seed, **fit)
+    acc = float((own.logits(test_feats).argmax(1).cpu() == data.test_y.cpu()).float().mean())
+    names = [f"{data.class_names[c]}: " + " | ".join(n) for c, n in enumerate(own.names(bank.concepts, cc.topk))]
+    cols: dict[str, Any] = {"pcbm_acc": acc, "top_concepts": names, "concepts_kept": len(ref.kept)}
+    if len(ref.kept) <= cc.topk:  # every concept is in every class's top k: the overlap would say nothing
+        warn_no_concepts(trial, len(ref.kept))
+        return Concepts(own.to_state(), cols)
+    agree = functools.partial(concepts_mod.refit_agreement, y=y, ref=ref, refits=cc.refits, k=cc.topk,
+                              seed=data_mod.step_seed(trial.cfg.seed, Salt.PCBM_REFIT, 0), **fit)
+    cols["concept_topk_overlap"], cols["concept_weight_spearman"] = agree(feats)
+    if not dense_pcbm:  # level 0: the range of the measure. Its top: the dense backbone's own refits (what
+        # concept_topk_overlap just measured, named as the refit floor); its bottom: an untrained backbone
+        cols["concept_refit_overlap"], cols["concept_refit_spearman"] = (cols["concept_topk_overlap"],
+                                                                          cols["concept_weight_spearman"])
+        untrained = build(trial.cfg.model.name, data.spec.num_classes, trial.cfg.seed, data.spec.channels,
+                          data.train_x.dtype).to(data.train_x.device)
+        cols["concept_random_overlap"], cols["concept_random_spearman"] = agree(
+            concepts_mod.features(untrained, data.train_x[idx]))
+    return Concepts(own.to_state() if dense_pcbm else ref.to_state(), cols)
 
 
-def refit_pcbm(trial: Trial, train_feats: torch.Tensor, train_y: torch.Tensor) -> concepts_mod.PCBM:
-    """The same backbone's PCBM fitted again with another fit seed on a bootstrap resample of the bank's
-    images: how far a concept bottleneck disagrees with itself when only the fit's randomness and the
-    sample change. A concept shift within this is indistinguishable from refitting."""
-    cc, bank = trial.cfg.concepts, trial.bank
-    assert bank is not None
-    seed = data_mod.step_seed(trial.cfg.seed, Salt.PCBM_REFIT, 0)
-    boot = torch.randint(len(train_feats), (len(train_feats),), generator=torch.Generator().manual_seed(seed))
-    pick = {v.device: boot.to(v.device) for v in (train_feats, bank.train_sim, train_y)}
-    return concepts_mod.fit_pcbm(train_feats[pick[train_feats.device]], bank.train_sim[pick[bank.train_sim.device]],
-                                 train_y[pick[train_y.device]], steps=cc.proj_steps, C=cc.C, l1_ratio=cc.l1_ratio,
-                                 seed=seed)
+def warn_no_concepts(trial: Trial, kept: int = 0) -> None:
+    cc = trial.cfg.concepts
+    print(f"only {kept} of the vocabulary's concepts pass the fidelity cutoff {cc.fidelity_cutoff} "
+          f"(concepts.fidelity_cutoff); the concept measure needs more than concepts.topk={cc.topk}, so its "
+          "columns are null: lower the cutoff, or use a vocabulary the backbone can predict", file=sys.stderr)
 
 
 def lrp_columns(trial: Trial, state: TrialState,
@@ -116,18 +123,20 @@ def lrp_columns(trial: Trial, state: TrialState,
 
 
 def reference_columns(trial: Trial, maps: np.ndarray, lrp: np.ndarray | None, clock: Clock) -> dict[str, Any]:
-    """Level 0's extra columns: every probe map (the seed-vs-seed floor) and the randomisation sanity check
-    of each attribution method, once per trial."""
+    """Level 0's extra columns: every probe map (the seed-vs-seed floor) and the randomisation sanity checks
+    of each attribution method (all weights at once, and the cascade), once per trial."""
     more: dict[str, Any] = {"reference_cams": maps.astype(np.float32).ravel().tolist()}
     if lrp is not None:
         more["reference_lrp"] = lrp.astype(np.float32).ravel().tolist()
     seed = data_mod.step_seed(trial.cfg.seed, Salt.SANITY, 0)
     x, y = trial.data.probe_x, trial.data.probe_y
+    cam = lambda m, a, b: gradcam(m, m.cam_layer, a, b)  # noqa: E731
     with clock.part("sanity_seconds"):
-        more["cam_sanity_spearman"] = sanity.similarity(lambda m, a, b: gradcam(m, m.cam_layer, a, b), trial.model, x,
-                                                        y, seed, maps)
-        if lrp is not None:
-            more["lrp_sanity_spearman"] = sanity.similarity(lrp_maps, trial.model, x, y, seed, lrp)
+        for name, fn, ref in (("cam", cam, maps), ("lrp", lrp_maps, lrp)):
+            if ref is not None:
+                more[f"{name}_sanity_spearman"] = sanity.similarity(fn, trial.model, x, y, seed, ref)
+                more["cascade_layers"], more[f"{name}_cascade_spearman"] = sanity.cascade(fn, trial.model, x, y,
+                                                                                         seed, ref)
     return more
 
 

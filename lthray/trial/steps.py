@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from lthray import data as data_mod
-from lthray import instability, masks, schedule
+from lthray import instability, masks, schedule, weights
 from lthray.data import Salt
 from lthray.explain.cam import fidelity_loss
 from lthray.methods import CRITERIA, scores_for
@@ -205,16 +205,18 @@ def measure_level(trial: Trial, state: TrialState, level: int, mask: masks.Mask,
     # Where the measured network's training began: a second copy starts there (at level 0 that is the
     # rewind point k, and it trains from k).
     measured_from = tr.rewinds[schedule.rewind_steps(cfg)] if level == 0 else tr.began_from
+    trained_from = tr.began_from  # where the measured network's own training began (level 0: the initialisation)
     if level == 0:
         sched = schedule.from_rewind(cfg)
     seconds = 0.0
     if (trial.method.reinit or trial.method.shuffle) and level > 0:
-        measured_from = fresh_init(trial, level) if trial.method.reinit else tr.began_from
+        measured_from = trained_from = fresh_init(trial, level) if trial.method.reinit else tr.began_from
         mask = measured_mask(trial, level, mask)
         trial.model.load_state_dict(measured_from)
         seconds += train_level(trial, state, level, mask, sched).seconds
     m = measure(trial, state, level)  # of the network the model holds: the lineage, or a control's copy
-    cols, floor = m.cols, level == 0 and cfg.explain.same_init_floor
+    cols = {**m.cols, **weights.columns(trial.model, trained_from, mask)}
+    floor = level == 0 and cfg.explain.same_init_floor
     if floor or cfg.instability.enabled:
         t0, own = time.perf_counter(), state_cpu(trial.model)
         copy, copy_seconds = second_copy(trial, state, level, mask, measured_from, sched)

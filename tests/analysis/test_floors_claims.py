@@ -275,3 +275,58 @@ def test_drift_is_tested_paired_by_seed_against_the_same_initialisation_floor(ma
     rows0 = _same_init_rows(make_row, 0.0)
     assert fl.loc[("cam_spearman", "same_init"), "floor"] == pytest.approx(rows0["floor_cam_spearman"].mean())
     assert fl.loc[("cam_spearman", "same_init"), "n"] == 6
+
+
+def _with_range(rows: pd.DataFrame, bottom: float, rng: np.random.Generator) -> pd.DataFrame:
+    """Level-0 rows given the concept measure's range: top 0.9 (their refit floor), bottom `bottom`."""
+    dense = rows["level"] == 0
+    rows = rows.assign(concepts_kept=np.where(dense, 20, 20))
+    rows["concept_random_overlap"] = [bottom + rng.normal(0, 0.02) if d else None for d in dense]
+    return rows
+
+
+def test_the_concept_range_separates_or_no_concept_claim_is_made(make_row, tmp_path):
+    rng = np.random.default_rng(1)
+    rows = _with_range(_rows(make_row), 0.3, rng)
+    r = floors.concept_range(rows).iloc[0]
+    dense = floors.dense_models(rows)
+    assert r["top"] == pytest.approx(dense["concept_refit_overlap"].mean())
+    assert r["bottom"] == pytest.approx(dense["concept_random_overlap"].mean()) and r["chance"] == pytest.approx(5 / 20)
+    assert r["separates"] and r["p"] < 1e-4
+    assert "concepts different" in claims.all_claims(rows, floors.floors(rows))
+    blind = _with_range(_rows(make_row), 0.9, rng)  # the untrained backbone scores like a refit: no range
+    r = floors.concept_range(blind).iloc[0]
+    assert not r["separates"] and r["p"] > 0.05
+    tables = claims.all_claims(blind, floors.floors(blind))
+    assert "concepts different" not in tables and "accuracy falls" in tables
+    blind["probe_cams"] = None
+    report.build(blind, tmp_path)
+    assert "The instrument cannot separate an untrained backbone from a refitted one with 5 seeds" in \
+        (tmp_path / "report.md").read_text()
+
+
+def test_the_cascade_says_where_each_method_stops_depending_on_the_weights(make_row, tmp_path):
+    from analysis.report import training
+
+    rows = _rows(make_row)
+    layers = ["fc", "conv3", "conv2", "conv1"]
+    dense = rows["level"] == 0
+    rows["cascade_layers"] = [layers if d else None for d in dense]
+    rows["cam_cascade_spearman"] = [[0.2, 0.1, 0.05, 0.0] if d else None for d in dense]
+    rows["lrp_cascade_spearman"] = [[0.95, 0.9, 0.3, 0.1] if d else None for d in dense]
+    rows["cam_sanity_spearman"] = [0.1 if d else None for d in dense]
+    t = training.cascade_table(rows)
+    assert len(t) == 8 and set(t["dense models"]) == {5}  # one dense model per seed, not per method
+    said = training.cascade_sentences(t, 0.5)
+    assert said[0].startswith("Grad-CAM: below 0.5 once `fc` is randomised (step 1 of 4")
+    assert said[1].startswith("LRP: below 0.5 once `conv2` is randomised (step 3 of 4") and "`fc`, `conv3`" in said[1]
+    q = [0.0, 0.01, 0.02, 0.05, 0.1]
+    rows["weight_move_quantiles"] = [q] * len(rows)
+    rows["weights_still"] = 0.2
+    rows["first_filters"], rows["first_filters_shape"] = [[0.1] * 18] * len(rows), [[2, 1, 3, 3]] * len(rows)
+    rows["probe_cams"] = None
+    report.build(rows, tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "cascade.png" in md and "(i) Weights over training" in md and "first_filters.png" in md
+    mv = pd.read_csv(tmp_path / "weight_movement.csv")
+    assert set(mv["q50"]) == {0.02} and (tmp_path / "first_filters.png").read_bytes()[:4] == b"\x89PNG"

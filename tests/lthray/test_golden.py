@@ -38,11 +38,13 @@ FLAT64 = {**FLAT, "train.dtype": "float64"}
 # lowest), the larger of three measurements: eager NCHW on an AVX2 EPYC (the fixture's first table), and on an
 # AVX-512 EPYC on 2026-12-04 the channels-last eager trial and the compiled one (`--compile`); doubled for CPUs
 # not measured. The channels-last layout widened pcbm_acc and test_acc to 5 of the 360 test images;
-# compile widened cam_spearman and cam_faithfulness.
+# compile widened cam_spearman and cam_faithfulness. The concept columns were re-recorded on 2026-12-05 when the
+# concept measure changed (dense projection held fixed, fidelity cutoff, refits) and their spread measured again
+# on the AVX-512 EPYC, eager and `--compile` (the larger of the two): a concept near the cutoff can flip.
 MEASURED_SPREAD = {
     "test_acc": 0.0139, "test_loss": 0.0075, "cam_spearman": 0.0594, "cam_iou": 0.0398,
-    "cam_faithfulness": 0.0016, "pcbm_acc": 0.0139, "concept_topk_overlap": 0.1,
-    "concept_weight_spearman": 0.042,
+    "cam_faithfulness": 0.0016, "pcbm_acc": 0.0389, "concept_topk_overlap": 0.08,
+    "concept_weight_spearman": 0.0338,
 }
 TOLERANCE = {k: 2 * v for k, v in MEASURED_SPREAD.items()}
 # Measured float64 spread across the same kernel sets: <= 9e-16 (test_loss); 1e-9 leaves other libms room.

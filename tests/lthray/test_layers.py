@@ -16,7 +16,7 @@ PACKAGES = ("lthray", "sweeps", "analysis", "bench")
 LAYERS = [
     {"registry", "storage", "modes", "config", "datasets", "metrics"},
     {"data", "masks", "models", "results", "schedule"},
-    {"rewind", "methods", "explain", "train", "instability", "mask_files", "validate"},
+    {"rewind", "methods", "explain", "train", "instability", "mask_files", "validate", "weights"},
     {"trial", "presets"},
     {"__main__"},
 ]

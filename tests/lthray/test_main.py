@@ -23,3 +23,11 @@ def test_bad_values_exit_2_with_one_line(tmp_path, capsys):
     assert len(err) == 1 and "prune.rate=2" in err[0] and "(0, 1)" in err[0]
     assert main(["--set", "noequals", "--workdir", str(tmp_path)]) == 2
     assert not (tmp_path / "results").exists()
+
+
+def test_a_missing_vocabulary_file_exits_2_before_anything_runs(tmp_path, capsys):
+    assert main(["--preset", "smoke", "--set", f"concepts.vocabulary={tmp_path}/nope.txt", "--workdir",
+                 str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "concepts.vocabulary=" in err[0] and "one per line" in err[0]
+    assert not (tmp_path / "results").exists()

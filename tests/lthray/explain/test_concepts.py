@@ -77,5 +77,68 @@ def test_every_level_row_has_concept_columns_in_range(tiny_cfg, tmp_path):
         assert len(r["top_concepts"]) == 10 and all(": " in t for t in r["top_concepts"])
         assert r["concept_bank"] == "lthray-tiny-clip/random"
         assert len(r["probe_cams"]) == 4 * 32 * 32
-    assert rows[0]["concept_topk_overlap"] == 1.0 and rows[0]["concept_weight_spearman"] == pytest.approx(1.0)
+    dense = rows[0]  # level 0 is measured as any level is: the dense backbone's refits against its own PCBM
+    assert dense["concept_topk_overlap"] == dense["concept_refit_overlap"]
+    assert dense["concept_random_overlap"] is not None and dense["concepts_kept"] > tiny_cfg.concepts.topk
+    assert all(r["concept_random_overlap"] is None and r["concepts_kept"] == dense["concepts_kept"] for r in rows[1:])
     assert build  # the backbone registry is what PCBM runs on
+
+
+def test_the_fidelity_cutoff_keeps_the_concepts_the_features_predict():
+    """Half the concepts are linear in the features, half are noise: the cutoff keeps exactly the first half."""
+    g = torch.Generator().manual_seed(1)
+    n, d = 1000, 16
+    feats = torch.randn(n, d, generator=g)
+    planted = feats[:, :4] @ torch.randn(4, 6, generator=g)
+    sim = torch.cat([planted, torch.randn(n, 6, generator=g)], 1)
+    p = concepts.fit_projection(feats, sim, steps=300, seed=0, cutoff=0.45)
+    assert p.kept.tolist() == [0, 1, 2, 3, 4, 5]
+    assert p.fidelity[:6].min() > 0.9 and p.fidelity[6:].max() < 0.3  # held-out: noise is not predicted
+    assert concepts.fit_projection(feats, sim, steps=300, seed=0, cutoff=-1).kept.tolist() == list(range(12))
+
+
+def _attribute_bank(y: torch.Tensor, n_concepts: int = 16) -> torch.Tensor:
+    """Attribute-like concept scores (CUB-style): each concept is present in a random subset of the classes,
+    scored with noise, as a concept bank of a real source would score images."""
+    g = torch.Generator().manual_seed(3)
+    present = (torch.rand(10, n_concepts, generator=g) < 0.4).float()
+    return present[y] + 0.3 * torch.randn(len(y), n_concepts, generator=g)
+
+
+def test_an_untrained_backbone_is_detected_by_the_concept_measure(digits):
+    """The measure's range on a fixture: refitting a trained backbone's concept layer keeps its top
+    concepts; the same network untrained, through the trained one's projection, does not."""
+    from lthray.config import TrainConfig
+    from lthray.train import train
+
+    model = build("convnet", 10, 0, digits.spec.channels)
+    untrained = concepts.features(model, digits.train_x)
+    train(model, digits, TrainConfig(epochs=4, batch_size=64), mask=None, start=0, end=4 * 23, seed=0)
+    trained = concepts.features(model, digits.train_x)
+    y, sim = digits.train_y, _attribute_bank(digits.train_y)
+    ref = concepts.fit_pcbm(trained, sim, y, steps=200, C=0.5, l1_ratio=0.5, seed=0, cutoff=0.45)
+    assert ref is not None and len(ref.kept) > 3
+    kw = dict(y=y, ref=ref, refits=5, k=3, C=0.5, l1_ratio=0.5, seed=10)
+    refit, refit_rho = concepts.refit_agreement(trained, **kw)
+    random, random_rho = concepts.refit_agreement(untrained, **kw)
+    assert refit > 0.8 and refit_rho > 0.8
+    assert random < refit - 0.3 and random_rho < refit_rho - 0.3
+
+
+def test_a_vocabulary_of_your_own_is_read_from_its_path(tmp_path, digits, monkeypatch):
+    from lthray.config import ConceptConfig
+    from lthray.explain import concept_sources as cs
+
+    monkeypatch.setenv("LTHRAY_DATA", str(tmp_path))
+    vocab = tmp_path / "mine.txt"
+    vocab.write_text("# my concepts\na round shape\n\na straight line\na crossing\n")
+    assert concepts.vocabulary("digits", str(vocab)) == ["a round shape", "a straight line", "a crossing"]
+    cs._BANKS.clear()
+    bank = cs.bank_for(digits, ConceptConfig(source="clip", vocabulary=str(vocab), bank_size=50))
+    shipped = cs.bank_for(digits, ConceptConfig(source="clip", bank_size=50))
+    assert bank.concepts == ["a round shape", "a straight line", "a crossing"] and bank.train_sim.shape == (50, 3)
+    assert len(shipped.concepts) > 3 and len(list((tmp_path / "concepts").glob("*.pt"))) == 2  # one cache each
+    (tmp_path / "in.txt").write_text("417 balloon\nnot-a-number thing\n")
+    with pytest.raises(concepts.ConceptBankUnavailable, match="'not-a-number thing' is not 'INDEX name'"):
+        cs.imagenet_vocabulary("fashion_mnist", str(tmp_path / "in.txt"))
+    cs._BANKS.clear()
