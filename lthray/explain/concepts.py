@@ -205,10 +205,9 @@ class PCBM:
 
 @dataclass(frozen=True)
 class Projection:
-    """The LF-CBM projection of one backbone, restricted to the concepts that pass the fidelity cutoff."""
+    """The LF-CBM projection of one backbone's standardised features, restricted to the concepts that pass
+    the fidelity cutoff."""
 
-    feat_mean: torch.Tensor
-    feat_std: torch.Tensor
     proj: torch.Tensor  # (n_kept, d)
     kept: torch.Tensor  # (n_kept,) vocabulary indices
     fidelity: torch.Tensor  # (n_concepts,) held-out cos^3 similarity of every concept
@@ -237,7 +236,7 @@ def fit_projection(feats: torch.Tensor, sim: torch.Tensor, *, steps: int, seed: 
     with torch.no_grad():
         fid = fidelity(target[held], fs[held] @ proj.T)
     kept = torch.nonzero(fid > cutoff).flatten()
-    return Projection(mu, sd, proj[kept], kept, fid)
+    return Projection(proj[kept], kept, fid)
 
 
 def fit_head(feats: torch.Tensor, proj: torch.Tensor, kept: torch.Tensor, y: torch.Tensor, *, C: float,
