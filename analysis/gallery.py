@@ -59,6 +59,8 @@ def _probe_images(row: pd.Series) -> np.ndarray | None:
     from lthray.config import from_flat
 
     cfg = from_flat(json.loads(row["config_json"]))
+    if cfg.data.dataset not in data_mod.DATASETS:  # a plugin's dataset, its plugin not loaded (--plugin)
+        return None
     try:
         d = data_mod.load(cfg.data.dataset, cfg.data.probe_size, "cpu")
     except data_mod.DataUnavailableError:

@@ -95,9 +95,17 @@ def cli_inputs(doc: str | None, argv: list[str] | None,
     p = _Parser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", default=None, help="a sweep's results folder (default: newest under ./runs)")
     p.add_argument("--out", default=None, help="output folder (default: the sweep's folder / analysis)")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="the sweep's plugin modules (lthray.plugins): its models and data, for the gallery")
     if more is not None:
         more(p)
     args = p.parse_args(argv)
+    from lthray.plugins import PluginError, load_all
+
+    try:
+        load_all(args.plugin)
+    except PluginError as e:
+        raise AnalysisError(str(e)) from None
     results_dir = args.results or newest_results()
     rows = load_rows(results_dir)
     if args.out is None and "://" in str(results_dir):

@@ -30,8 +30,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", default="runs/single", help="checkpoints live in WORKDIR/RUN_ID")
     p.add_argument("--results", default=None, help="Parquet rows (default WORKDIR/results)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="a module (dotted name or .py path) registering models/datasets (lthray.plugins); repeatable")
     args = p.parse_args(argv)
+    from lthray.plugins import PluginError, load_all
     from lthray.presets import PRESETS
+
+    try:
+        load_all(args.plugin)
+    except PluginError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
     if args.preset not in PRESETS:
         print(f"error: --preset={args.preset!r} is not one of {sorted(PRESETS)}", file=sys.stderr)
@@ -39,10 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = checked_config({**PRESETS[args.preset].base, **dict(parse_override(item) for item in args.overrides)})
         data.load(cfg.data.dataset, cfg.data.probe_size, "cpu", cfg.data.train_size)  # missing data: exit 2 now
-        if cfg.concepts.enabled and cfg.concepts.source == "imagenet":
-            from lthray.explain.concept_sources import load_efficientnet
+        from lthray.explain.concept_sources import check_available
 
-            load_efficientnet()  # a missing concept model: exit 2 before anything is written
+        check_available(cfg.concepts)  # a missing concept model: exit 2 before anything is written
     except (ConfigError, data.DataUnavailableError, ConceptBankUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

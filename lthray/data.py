@@ -8,6 +8,7 @@ augmentation (random translate, optional flip) is done on the batch tensor in on
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -58,6 +59,7 @@ def to_tensors(
 ) -> Data:
     """uint8 NHWC arrays -> normalised NCHW float tensors (`dtype`) on `device`, plus a seeded probe set."""
     device = torch.device(device)
+    check_fits(spec.name, train[0].size + test[0].size, dtype, device)
 
     def conv(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).to(dtype).div_(255)
@@ -74,6 +76,29 @@ def to_tensors(
         spec, trx.to(device), torch.as_tensor(train[1]).long().to(device), tex.to(device),
         torch.as_tensor(test[1]).long().to(device), probe.to(device), class_names, mean, std,
     )
+
+
+def free_bytes(device: torch.device) -> int | None:
+    """Memory free for new tensors on `device` (a CUDA device's free memory, or the host's available RAM);
+    None where it cannot be told."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not Linux
+        return None
+
+
+def check_fits(name: str, values: int, dtype: torch.dtype, device: torch.device) -> None:
+    """The whole dataset is held on `device` as `dtype` (the training loop reads it as device tensors, as
+    airbench does): refuse one that cannot fit, in one line naming the sizes, instead of an out-of-memory
+    crash mid-trial. Conversion needs about twice the final size on the host for a moment."""
+    need = values * torch.empty(0, dtype=dtype).element_size() * (2 if device.type == "cpu" else 1)
+    free = free_bytes(device)
+    if free is not None and need > free:
+        raise DataUnavailableError(
+            f"dataset {name} needs {need / 2**30:.1f} GiB on {device} as {str(dtype).removeprefix('torch.')} and "
+            f"{free / 2**30:.1f} GiB is free: set data.train_size to a subset, or use a device with more memory")
 
 
 @lru_cache(maxsize=4)

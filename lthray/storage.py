@@ -208,7 +208,7 @@ def atomic_torch_save(obj: object, path: Path) -> None:
     atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
-def _write_remote(fs: pafs.FileSystem, base: str, name: str, table: pa.Table) -> bool:
+def _write_remote(fs: pafs.FileSystem, base: str, name: str, write: Callable[[BinaryIO], object]) -> bool:
     """Object stores publish an object whole when its upload completes, so no temp file is needed; they
     have no create-if-absent, so two writers of one level may both upload (the same row, last wins)."""
     path = f"{base}/{name}"
@@ -216,20 +216,25 @@ def _write_remote(fs: pafs.FileSystem, base: str, name: str, table: pa.Table) ->
         return False
     fs.create_dir(base, recursive=True)
     with fs.open_output_stream(path) as out:
-        pq.write_table(table, out)
+        write(out)
     return True
 
 
 def publish_table(folder: str | Path, name: str, table: pa.Table) -> bool:
-    """Publish `table` as folder/name exactly once (False, writing nothing, if it exists): a hard link
-    from a temp file locally, a whole-object upload on object stores. Rows and mask files both use it."""
+    """Publish `table` as folder/name exactly once (`publish`). Rows and mask files use it."""
+    return publish(folder, name, lambda fh: pq.write_table(table, fh))
+
+
+def publish(folder: str | Path, name: str, write: Callable[[BinaryIO], object]) -> bool:
+    """Publish folder/name, written by `write(file)`, exactly once (False, writing nothing, if it exists):
+    a hard link from a temp file locally, a whole-object upload on object stores."""
     fs, base = resolve(folder)
     if not isinstance(fs, pafs.LocalFileSystem):
-        return _write_remote(fs, base, name, table)
-    return _publish_local(Path(base) / name, table)
+        return _write_remote(fs, base, name, write)
+    return _publish_local(Path(base) / name, write)
 
 
-def _publish_local(final: Path, table: pa.Table) -> bool:
+def _publish_local(final: Path, write: Callable[[BinaryIO], object]) -> bool:
     """Temp file, fsync, then a hard link: unlike a rename, a link fails if the target exists, so the
     first finisher of a level wins and a row is never overwritten (pyarrow.fs has no such primitive)."""
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -242,7 +247,7 @@ def _publish_local(final: Path, table: pa.Table) -> bool:
     try:
         try:
             with open(tmp, "wb") as fh:
-                pq.write_table(table, fh)
+                write(fh)
                 fh.flush()
                 check_fault(final)
                 os.fsync(fh.fileno())

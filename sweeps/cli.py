@@ -120,6 +120,9 @@ def parser() -> argparse.ArgumentParser:
                         "and IMP at its schedule and rewind, with --seeds fresh seeds: a paired grid in the sweep "
                         "SEARCH-confirm (--set applies too)")
     p.add_argument("--seeds", type=_positive_int("--seeds"), default=5, help="seeds per config of --confirm")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="a module (dotted name, or the path of a .py file) that registers models, datasets or metrics "
+                        "(lthray.plugins); imported here and in every Ray worker; repeatable")
     p.add_argument("--log", choices=sorted(TRACKERS), action="append", default=[],
                    help="also hand the per-level metrics to an experiment tracker through Ray Tune's own logger "
                         "callback: mlflow (a local SQLite store, STORAGE/NAME/mlflow.db, unless MLFLOW_TRACKING_URI "
@@ -157,13 +160,13 @@ def check_data_available(preset: Preset) -> None:
         raise UsageError(str(e)) from None
     finally:
         load.cache_clear()  # the driver only checks: it must not hold a copy of the data for the whole sweep
-    if any(c.concepts.enabled and c.concepts.source == "imagenet" for c in cfgs):
-        from lthray.explain.concept_sources import load_efficientnet
+    from lthray.explain.concept_sources import check_available
 
-        try:
-            load_efficientnet()
-        except ConceptBankUnavailable as e:
-            raise UsageError(str(e)) from None
+    try:
+        for cc in {c.concepts for c in cfgs}:
+            check_available(cc)
+    except ConceptBankUnavailable as e:
+        raise UsageError(str(e)) from None
 
 
 # --log NAME -> the module its Ray Tune logger callback needs (checked before Ray starts) and its package
@@ -215,6 +218,14 @@ def _confirm_preset(args: argparse.Namespace, choices: dict[str, list[Any]]) -> 
 
 def validate(args: argparse.Namespace) -> tuple[Preset, SweepFolder]:
     """Everything that can be checked before Ray starts; raises UsageError with one line."""
+    from lthray.plugins import PluginError, load_all
+
+    # a .py plugin by its absolute path: the workers start elsewhere
+    args.plugin = [str(Path(s).expanduser().resolve()) if s.endswith(".py") else s for s in args.plugin]
+    try:
+        load_all(args.plugin)  # before the presets are checked: they may name the plugin's model or data
+    except PluginError as e:
+        raise UsageError(str(e)) from None
     name = args.name or (f"{args.confirm}-confirm" if args.confirm else args.preset)
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", ".."):
         raise UsageError(f"--name={name!r} is not allowed; expected letters, digits, '_', '-', '.'")

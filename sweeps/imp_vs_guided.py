@@ -105,9 +105,8 @@ def make_tuner(fn: Any, args: argparse.Namespace, preset: Preset, store: SweepFo
     import optuna
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
 
-    from sweeps.progress import LevelPrinter
+    from sweeps.progress import LevelPrinter, NamedOptunaSearch
     from sweeps.trainable import OBJECTIVES
 
     # reuse_actors: a finished trial's worker process runs the next trial, so the ~10 s of starting a worker
@@ -118,7 +117,7 @@ def make_tuner(fn: Any, args: argparse.Namespace, preset: Preset, store: SweepFo
         space = {"params": tune.grid_search(points or preset.grid())}
         tc = tune.TuneConfig(max_concurrent_trials=max_concurrent, num_samples=1, reuse_actors=True)
     else:
-        search = OptunaSearch(
+        search = NamedOptunaSearch(
             space=functools.partial(sample, preset),  # plain-picklable: Tune saves the searcher
             # metric/mode go here only: also setting them on TuneConfig silently makes it single-objective
             metric=list(OBJECTIVES), mode=list(OBJECTIVES.values()),
@@ -132,8 +131,14 @@ def make_tuner(fn: Any, args: argparse.Namespace, preset: Preset, store: SweepFo
                                           num_samples=n, reuse_actors=True)
     return tune.Tuner(fn, param_space=space, tune_config=tc, run_config=tune.RunConfig(
         name=store.name, storage_path=store.storage, failure_config=tune.FailureConfig(max_failures=args.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1), callbacks=[LevelPrinter(), *trackers(args, store)],
-        verbose=0))
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        callbacks=[LevelPrinter(n, levels_of(preset)), *trackers(args, store)], verbose=0))
+
+
+def levels_of(preset: Preset) -> int:
+    """Levels per trial (level 0 included) for the progress estimate: the preset's, or its largest choice."""
+    choices = {**preset.space, **preset.guided_space}.get("prune.levels")
+    return 1 + (max(choices) if choices else int(preset.base.get("prune.levels", 5)))
 
 
 def study_storage(store: SweepFolder) -> Any:
@@ -215,7 +220,7 @@ def run(args: argparse.Namespace, preset: Preset, store: SweepFolder, meta: dict
         tune.with_parameters(trainable, base=preset.base, results_dir=results_dir, sweep=store.name,
                              runs_dir=None if store.uri else store.path("runs"),
                              shared=store.path("shared") if args.share else None,
-                             rewind_points=rewind_points(preset)),
+                             rewind_points=rewind_points(preset), plugins=tuple(args.plugin), cwd=os.getcwd()),
         {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial},
     )
     if resume.has_state(store):

@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import torch
 from ray import tune
 
 from lthray.config import run_id
+from lthray.plugins import load_all
 from lthray.results import REPORTED
 from lthray.trial import STATE, last_level, run_trial
 from lthray.validate import checked_config
@@ -35,10 +37,16 @@ def metrics_of(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def trainable(params: dict[str, Any], *, base: dict[str, Any], results_dir: str, sweep: str,
-              runs_dir: str | None = None, shared: str | None = None, rewind_points: tuple[int, ...] = ()) -> None:
+              runs_dir: str | None = None, shared: str | None = None, rewind_points: tuple[int, ...] = (),
+              plugins: tuple[str, ...] = (), cwd: str | None = None) -> None:
     """Run the trial for base+params, from whichever is further along: Tune's checkpoint or the run's
     own folder RUNS_DIR/RUN_ID (shared by every trial of that config, so none redoes finished work).
-    `shared`: the sweep's store of finished levels (lthray.trial.cache), `rewind_points` the steps level 0 saves."""
+    `shared`: the sweep's store of finished levels (lthray.trial.cache), `rewind_points` the steps level 0
+    saves; `plugins` the driver's --plugin modules, imported here before the config is read, with the
+    driver's working directory `cwd` on the path (where a dotted plugin module usually sits)."""
+    if cwd and os.path.isdir(cwd) and cwd not in sys.path:
+        sys.path.append(cwd)
+    load_all(plugins)
     # Ray sets OMP_NUM_THREADS to the trial's CPUs; torch must use that many, not every core.
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # no "Checkpoint created" line per level

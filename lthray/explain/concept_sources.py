@@ -105,6 +105,21 @@ def bank_images(data: Data, n: int) -> torch.Tensor:
     return torch.randperm(total, generator=torch.Generator().manual_seed(2))[:n].sort().values
 
 
+def check_available(cc: ConceptConfig) -> None:
+    """What `cc`'s source needs is installed and loadable: ConceptBankUnavailable (one line) now, before a
+    trial or sweep starts, rather than on a worker."""
+    if not cc.enabled:
+        return
+    if cc.source == "imagenet":
+        load_efficientnet()
+    elif cc.source == "clip":
+        import importlib.util
+
+        if importlib.util.find_spec("open_clip") is None:
+            raise ConceptBankUnavailable("concepts.source=clip needs open_clip: pip install 'lthray[clip]' (or set "
+                                         "concepts.source=imagenet, the offline source)")
+
+
 Scorer = Callable[[Data, ConceptConfig, torch.Tensor], tuple[str, list[str], torch.Tensor]]
 SOURCES: Registry[Scorer] = Registry("concept source")
 

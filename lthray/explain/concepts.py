@@ -64,7 +64,11 @@ def bank_name(model: str, pretrained: str) -> str:
 
 def load_clip(model_name: str, pretrained: str) -> tuple[nn.Module, object]:
     """(open_clip model, tokenizer). pretrained='' gives a seeded random init of the same code path."""
-    import open_clip
+    try:
+        import open_clip
+    except ImportError:
+        raise ConceptBankUnavailable("concepts.source=clip needs open_clip: pip install 'lthray[clip]' (or set "
+                                     "concepts.source=imagenet, the offline source)") from None
 
     open_clip.add_model_config(CLIP_CONFIGS)  # lthray-tiny-clip: a small config for offline runs and tests
     if pretrained:

@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from lthray import mask_files, masks, results, validate
+from lthray import mask_files, masks, results, tickets, validate
 from lthray.config import TrialConfig, run_id
 from lthray.results import LevelRecord
 from lthray.trial.cache import LevelCache, NoCache
 from lthray.trial.level import Level, run_level
-from lthray.trial.setup import default_device, setup
+from lthray.trial.setup import Weights, default_device, setup
 from lthray.trial.state import STATE, TrialState, check_masks, resume_state
 from lthray.trial.steps import measured_mask
 
@@ -53,9 +53,13 @@ def record_of(identity: dict[str, Any], done: Level) -> LevelRecord:
     return LevelRecord(**fixed, status="ok", **done.cols)
 
 
-def publish(record: LevelRecord, mask: masks.Mask, results_dir: str | Path) -> dict[str, Any]:
-    """Write the level's mask file, then its row (a no-op for either if it exists): a row implies its mask."""
+def publish(record: LevelRecord, mask: masks.Mask, results_dir: str | Path,
+            weights: tuple[Weights, Weights] | None = None) -> dict[str, Any]:
+    """Write the level's weights (trained, and where training began: lthray.tickets), its mask file, then its
+    row (a no-op for each that exists): a row implies its mask and, where kept, its weights."""
     row = record.to_row()
+    if weights is not None:
+        tickets.write(results_dir, record.run_id, record.level, *weights)
     mask_files.write(results_dir, record.run_id, record.level, mask)
     results.write_row(results_dir, row)
     return row
@@ -92,7 +96,10 @@ def run_trial(
         if state.finished(cfg.prune.levels):
             break
         done = run_level(trial, state, level, cache, rewind_points)
-        row = publish(record_of(trial.identity, done), measured_mask(trial, level, done.mask), results_dir)
+        # the controls measure a retrained copy, not the lineage: their weights are not the row's network
+        keep = done.measurement is not None and not (trial.method.reinit or trial.method.shuffle)
+        row = publish(record_of(trial.identity, done), measured_mask(trial, level, done.mask), results_dir,
+                      (done.lineage, done.began_from) if keep else None)
         state = advance(state, done)
         state.save(workdir / STATE)  # marks the level finished
         if on_level is not None:

@@ -14,9 +14,9 @@ PACKAGES = ("lthray", "sweeps", "analysis", "bench")
 
 # Lower layers never import higher ones, not even lazily inside a function.
 LAYERS = [
-    {"registry", "storage", "modes", "config", "datasets", "metrics"},
+    {"registry", "storage", "modes", "config", "datasets", "metrics", "config_docs"},
     {"data", "masks", "models", "results", "schedule"},
-    {"rewind", "methods", "explain", "train", "instability", "mask_files", "validate", "weights"},
+    {"rewind", "methods", "explain", "train", "instability", "mask_files", "validate", "weights", "tickets", "plugins"},
     {"trial", "presets"},
     {"__main__"},
 ]

@@ -85,3 +85,22 @@ def test_an_lrp_guided_grid_runs_end_to_end_and_its_report_has_the_explanation_s
     for section in ("(b2) Where Grad-CAM looks", "(b3) A second attribution method", "(b4) Sanity check"):
         assert section in md
     assert "lrp_guided" in md
+
+
+def test_a_plugin_sweep_runs_through_ray_to_rows_and_a_report(sweep, tmp_path):
+    """The user's own model (torchvision ResNet-18) and data (a synthetic set), from a plugin file: imported by
+    the driver and by every Ray worker, through a two-level sweep to rows, then the report."""
+    plugin = str(sweep.root / "examples" / "plugin_resnet18.py")
+    out = sweep.run("--plugin", plugin, "--search", "grid", "--choice", "prune.method=imp", "--choice", "seed=0",
+                    "--set", "model.name=tv_resnet18", "--set", "data.dataset=stripes",
+                    "--set", "concepts.enabled=false", "--set", "train.epochs=1", "--set", "prune.rewind_step=0it",
+                    "--set", "prune.lambda_fid=0", "--set", "prune.rewind=weight", timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    table = results.read(sweep.results).to_pandas()
+    assert set(table["model"]) == {"tv_resnet18"} and set(table["dataset"]) == {"stripes"}
+    assert sorted(table["level"]) == [0, 1, 2]
+    an = subprocess.run([sys.executable, "-m", "analysis.pareto", "--report-only", "--plugin", plugin, "--results",
+                         str(sweep.results), "--out", str(tmp_path / "an")], env=sweep.env(), capture_output=True,
+                        text=True, cwd=sweep.root, timeout=300)
+    assert an.returncode == 0, an.stderr
+    assert "tv_resnet18" in (tmp_path / "an" / "report.md").read_text()
