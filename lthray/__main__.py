@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
+from typing import Any, TextIO
 
 import torch
 
-from lthray import data
-from lthray.config import ConfigError, parse_override, run_id
+from lthray import data, tracking
+from lthray.config import ConfigError, parse_override, run_id, to_flat
 from lthray.explain.concepts import ConceptBankUnavailable
 from lthray.results import progress_line
+from lthray.tracking import TRACKERS
+from lthray.train import PROGRESS
 from lthray.trial import run_trial
 from lthray.validate import checked_config
 
@@ -32,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                    help="a module (dotted name or .py path) registering models/datasets (lthray.plugins); repeatable")
+    p.add_argument("--log", choices=sorted(TRACKERS), action="append", default=[],
+                   help="also log each level's metrics to an experiment tracker (local stores under WORKDIR: "
+                        "mlflow.db, tensorboard/; wandb offline unless WANDB_MODE says otherwise); repeatable")
+    p.add_argument("--quiet", action="store_true", help="one line per level, no progress inside a level")
     args = p.parse_args(argv)
     from lthray.plugins import PluginError, load_all
     from lthray.presets import PRESETS
@@ -51,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         from lthray.explain.concept_sources import check_available
 
         check_available(cfg.concepts)  # a missing concept model: exit 2 before anything is written
-    except (ConfigError, data.DataUnavailableError, ConceptBankUnavailable) as e:
+        tracking.check(args.log)
+    except (ConfigError, data.DataUnavailableError, ConceptBankUnavailable, tracking.TrackerUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.threads > 0:
@@ -59,9 +68,42 @@ def main(argv: list[str] | None = None) -> int:
     rid = run_id(cfg)
     results = Path(args.results) if args.results else Path(args.workdir) / "results"
 
-    run_trial(cfg, Path(args.workdir) / rid, results, sweep="single",
-              on_level=lambda row: print(f"{rid}  {progress_line(row)}", flush=True))
+    trackers = tracking.open_all(args.log, rid, args.workdir, to_flat(cfg)) if args.log else []
+
+    def on_level(row: dict[str, Any]) -> None:
+        print(f"{rid}  {progress_line(row)}", flush=True)
+        for t in trackers:
+            t.log(tracking.metrics_of(row), step=row["level"])
+
+    token = PROGRESS.set(None if args.quiet else Progress(sys.stderr))
+    try:
+        run_trial(cfg, Path(args.workdir) / rid, results, sweep="single", on_level=on_level)
+    finally:
+        PROGRESS.reset(token)
+        for t in trackers:
+            t.close()
     return 0
+
+
+class Progress:
+    """Progress inside a level on stderr: each training call's share done, its time and the time it has
+    left; redrawn in place on a terminal, a line a quarter otherwise (a log file stays short)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out, self.tty, self.t0, self.quarter = out, out.isatty(), time.perf_counter(), 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if done == 0:  # a training call begins
+            self.t0, self.quarter = time.perf_counter(), 0
+            return
+        spent = time.perf_counter() - self.t0
+        line = (f"  training {done}/{total} steps ({100 * done / total:.0f}%), {spent:.0f} s, "
+                f"~{spent * (total - done) / max(done, 1):.0f} s left")
+        if self.tty:
+            print(f"\r{line}\033[K", end="\n" if done == total else "", file=self.out, flush=True)
+        elif 4 * done // total > self.quarter:
+            self.quarter = 4 * done // total
+            print(line, file=self.out, flush=True)
 
 
 if __name__ == "__main__":

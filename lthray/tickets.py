@@ -121,7 +121,9 @@ def export(results_dir: str | Path, run_id: str, level: int, fmt: str, out: str 
     mask = mask_of(results_dir, run_id, level)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    # clone: a model may hold one tensor under two names (a CAM layer aliased for hooks), which safetensors
+    # refuses to write as shared storage
+    state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
     if fmt == "onnx":
         written = [_onnx(model, row, out / "model.onnx")]
     elif fmt == "safetensors":

@@ -8,6 +8,7 @@ step k sees exactly the batches an uninterrupted run would have seen from step k
 from __future__ import annotations
 
 import contextlib
+from contextvars import ContextVar
 import functools
 import math
 import os
@@ -128,6 +129,12 @@ def _batches_from(data: Data, batch_size: int, seed: int, start: int,
         yield batch_at(data, order, i, batch_size, _augment_rng(seed, step, data.train_x.device))
 
 
+# Progress inside a level for an interactive run (`lthray trial`): hook(steps_done, steps) at the start and about 20
+# times a call. A context variable, not a parameter: the loop sits four calls below the command, and only the
+# command's display reads it; it reads no tensor, so it adds no device sync.
+PROGRESS: ContextVar[Callable[[int, int], None] | None] = ContextVar("lthray_train_progress", default=None)
+
+
 def train(
     model: nn.Module,
     data: Data,
@@ -158,6 +165,9 @@ def train(
     forward = _eager if cfg.compile == "off" else compiled_forward(cfg.compile)
     model.train()
     t0, last_loss = time.perf_counter(), torch.zeros((), device=data.train_x.device)
+    hook, every = PROGRESS.get(), max(1, (end - start) // 20)
+    if hook is not None:
+        hook(0, end - start)
     for step, (x, y) in zip(range(start, end), _batches_from(data, cfg.batch_size, seed, start, end), strict=True):
         if on_step is not None:
             on_step(step)
@@ -173,6 +183,8 @@ def train(
         # A host sync every 25 steps is enough to catch divergence without stalling a GPU each step.
         if step % 25 == 0 and not torch.isfinite(last_loss):
             raise Diverged(f"loss became {float(last_loss)} at step {step}")
+        if hook is not None and ((step + 1 - start) % every == 0 or step + 1 == end):
+            hook(step + 1 - start, end - start)
     loss_val = float(last_loss) if end > start else float("nan")
     if end > start and not math.isfinite(loss_val):
         raise Diverged(f"loss became {loss_val} at step {end - 1}")

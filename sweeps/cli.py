@@ -12,6 +12,7 @@ from typing import Any
 
 from lthray.config import ConfigError, parse_override, parse_value, split_key_value
 from lthray.storage import is_uri
+from lthray.tracking import TRACKERS
 from sweeps import resume
 from sweeps.presets import PRESETS, Preset
 from sweeps.store import SweepFolder
@@ -169,19 +170,14 @@ def check_data_available(preset: Preset) -> None:
         raise UsageError(str(e)) from None
 
 
-# --log NAME -> the module its Ray Tune logger callback needs (checked before Ray starts) and its package
-TRACKERS = {"mlflow": ("mlflow", "mlflow-skinny"), "tensorboard": ("tensorboardX", "tensorboardX"),
-            "wandb": ("wandb", "wandb")}
-
-
 def check_trackers(names: list[str]) -> None:
-    import importlib.util
+    """Each --log tracker's module is installed (lthray.tracking names them), before Ray starts."""
+    from lthray.tracking import TrackerUnavailable, check
 
-    for name in names:
-        module, package = TRACKERS[name]
-        if importlib.util.find_spec(module) is None:
-            raise UsageError(f"--log {name} needs the {module!r} module, which is not installed; "
-                             f"pip install {package} (or drop --log {name})")
+    try:
+        check(names)
+    except TrackerUnavailable as e:
+        raise UsageError(str(e)) from None
 
 
 Layer = tuple[dict[str, Any], dict[str, list[Any]]]  # (fixed values, sampled choices) of one source
