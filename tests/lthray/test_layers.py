@@ -16,7 +16,8 @@ PACKAGES = ("lthray", "sweeps", "analysis", "bench")
 LAYERS = [
     {"registry", "storage", "modes", "config", "datasets", "metrics", "config_docs"},
     {"data", "masks", "models", "results", "schedule"},
-    {"rewind", "methods", "explain", "train", "instability", "mask_files", "validate", "weights", "tickets", "plugins"},
+    {"rewind", "methods", "explain", "train", "instability", "mask_files", "validate", "weights", "tickets", "plugins",
+     "tracking"},
     {"trial", "presets"},
     {"__main__"},
 ]

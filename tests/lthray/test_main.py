@@ -31,3 +31,43 @@ def test_a_missing_vocabulary_file_exits_2_before_anything_runs(tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "concepts.vocabulary=" in err[0] and "one per line" in err[0]
     assert not (tmp_path / "results").exists()
+
+
+def test_progress_inside_a_level_goes_to_stderr_and_quiet_silences_it(tmp_path, capsys):
+    assert main([*SMALL, "--workdir", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip().startswith("training ")]
+    assert lines and lines[-1].split()[1].split("/")[0] == lines[-1].split()[1].split("/")[1]  # reaches 100%
+    assert "s left" in lines[0]
+    assert main([*SMALL, "--workdir", str(tmp_path / "b"), "--quiet"]) == 0
+    assert "training " not in capsys.readouterr().err
+
+
+def test_log_hands_each_levels_metrics_to_a_tracker(tmp_path, capsys):
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    assert main([*SMALL, "--workdir", str(tmp_path), "--log", "tensorboard", "--quiet"]) == 0
+    files = list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
+    assert len(files) == 1
+    steps = {}
+    raw = files[0].read_bytes()
+    i = 0
+    while i < len(raw):  # TFRecord framing: u64 length, u32 crc, the record, u32 crc
+        (n,) = struct.unpack("<Q", raw[i : i + 8])
+        event = Event.FromString(raw[i + 12 : i + 12 + n])
+        i += 12 + n + 4
+        for v in event.summary.value:
+            steps.setdefault(v.tag, []).append(event.step)
+    assert steps["test_acc"] == [0, 1] and "cam_spearman" in steps  # one point per level, the level as step
+
+
+def test_log_with_a_tracker_that_is_not_installed_exits_2_first(tmp_path, capsys, monkeypatch):
+    from lthray import tracking
+
+    monkeypatch.setitem(tracking.TRACKERS, "tensorboard", ("no_such_module_xyz", "tensorboardX"))
+    assert main([*SMALL, "--workdir", str(tmp_path), "--log", "tensorboard"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install tensorboardX" in err[0]
+    assert not (tmp_path / "results").exists()
