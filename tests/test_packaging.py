@@ -55,3 +55,19 @@ def test_an_environment_with_another_torch_keeps_it():
 def test_the_lthray_command_is_declared_and_importable():
     module, _, func = META["scripts"]["lthray"].partition(":")
     assert callable(getattr(importlib.import_module(module), func))
+
+
+def test_installing_into_an_environment_that_has_torch_resolves_to_nothing_but_lthray(tmp_path):
+    """pip's own resolver, offline, on this environment (whose torch and every other dependency are
+    installed already): `pip install -e .` would install lthray alone and keep the torch it found."""
+    import json
+    import subprocess
+    import sys
+
+    report = tmp_path / "report.json"
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "--no-build-isolation",
+                           "--quiet", "--report", str(report), "-e", str(ROOT)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    names = {item["metadata"]["name"].lower() for item in json.loads(report.read_text())["install"]}
+    assert names == {"lthray"}, names
