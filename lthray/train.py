@@ -135,6 +135,21 @@ def _batches_from(data: Data, batch_size: int, seed: int, start: int,
 PROGRESS: ContextVar[Callable[[int, int], None] | None] = ContextVar("lthray_train_progress", default=None)
 
 
+def _progress(start: int, end: int) -> Callable[[int], None]:
+    """What the loop calls after each step: PROGRESS's hook every ~5% of [start, end) (told of the start
+    at once), or nothing."""
+    hook, total, every = PROGRESS.get(), end - start, max(1, (end - start) // 20)
+    if hook is None:
+        return lambda step: None
+    hook(0, total)
+
+    def tick(step: int) -> None:
+        if (step + 1 - start) % every == 0 or step + 1 == end:
+            hook(step + 1 - start, total)
+
+    return tick
+
+
 def train(
     model: nn.Module,
     data: Data,
@@ -165,9 +180,7 @@ def train(
     forward = _eager if cfg.compile == "off" else compiled_forward(cfg.compile)
     model.train()
     t0, last_loss = time.perf_counter(), torch.zeros((), device=data.train_x.device)
-    hook, every = PROGRESS.get(), max(1, (end - start) // 20)
-    if hook is not None:
-        hook(0, end - start)
+    tick = _progress(start, end)
     for step, (x, y) in zip(range(start, end), _batches_from(data, cfg.batch_size, seed, start, end), strict=True):
         if on_step is not None:
             on_step(step)
@@ -183,8 +196,7 @@ def train(
         # A host sync every 25 steps is enough to catch divergence without stalling a GPU each step.
         if step % 25 == 0 and not torch.isfinite(last_loss):
             raise Diverged(f"loss became {float(last_loss)} at step {step}")
-        if hook is not None and ((step + 1 - start) % every == 0 or step + 1 == end):
-            hook(step + 1 - start, end - start)
+        tick(step)
     loss_val = float(last_loss) if end > start else float("nan")
     if end > start and not math.isfinite(loss_val):
         raise Diverged(f"loss became {loss_val} at step {end - 1}")
