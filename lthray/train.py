@@ -8,12 +8,12 @@ step k sees exactly the batches an uninterrupted run would have seen from step k
 from __future__ import annotations
 
 import contextlib
-from contextvars import ContextVar
 import functools
 import math
 import os
 import time
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
