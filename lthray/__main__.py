@@ -15,7 +15,7 @@ from typing import Any, TextIO
 import torch
 
 from lthray import data, tracking
-from lthray.config import ConfigError, parse_override, run_id, to_flat
+from lthray.config import ConfigError, TrialConfig, parse_override, run_id, to_flat
 from lthray.explain.concepts import ConceptBankUnavailable
 from lthray.results import progress_line
 from lthray.tracking import TRACKERS
@@ -24,7 +24,7 @@ from lthray.trial import run_trial
 from lthray.validate import checked_config
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lthray", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -40,28 +40,35 @@ def main(argv: list[str] | None = None) -> int:
                    help="also log each level's metrics to an experiment tracker (local stores under WORKDIR: "
                         "mlflow.db, tensorboard/; wandb offline unless WANDB_MODE says otherwise); repeatable")
     p.add_argument("--quiet", action="store_true", help="one line per level, no progress inside a level")
-    args = p.parse_args(argv)
+    return p
+
+
+def checked(args: argparse.Namespace) -> TrialConfig | None:
+    """The trial's config, every input checked before anything is written (plugins, preset, values, the data,
+    the concept model, the trackers); None after printing the one-line error."""
+    from lthray.explain.concept_sources import check_available
     from lthray.plugins import PluginError, load_all
     from lthray.presets import PRESETS
 
     try:
         load_all(args.plugin)
-    except PluginError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-    if args.preset not in PRESETS:
-        print(f"error: --preset={args.preset!r} is not one of {sorted(PRESETS)}", file=sys.stderr)
-        return 2
-    try:
+        if args.preset not in PRESETS:
+            raise ConfigError(f"--preset={args.preset!r} is not one of {sorted(PRESETS)}")
         cfg = checked_config({**PRESETS[args.preset].base, **dict(parse_override(item) for item in args.overrides)})
         data.load(cfg.data.dataset, cfg.data.probe_size, "cpu", cfg.data.train_size)  # missing data: exit 2 now
-        from lthray.explain.concept_sources import check_available
-
         check_available(cfg.concepts)  # a missing concept model: exit 2 before anything is written
         tracking.check(args.log)
-    except (ConfigError, data.DataUnavailableError, ConceptBankUnavailable, tracking.TrackerUnavailable) as e:
+    except (PluginError, ConfigError, data.DataUnavailableError, ConceptBankUnavailable,
+            tracking.TrackerUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
+        return None
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    cfg = checked(args)
+    if cfg is None:
         return 2
     if args.threads > 0:
         torch.set_num_threads(args.threads)

@@ -197,6 +197,11 @@ def train(
         if step % 25 == 0 and not torch.isfinite(last_loss):
             raise Diverged(f"loss became {float(last_loss)} at step {step}")
         tick(step)
+    return _finished(last_loss, start, end, t0)
+
+
+def _finished(last_loss: torch.Tensor, start: int, end: int, t0: float) -> TrainResult:
+    """The result of training steps [start, end), read with one host sync; Diverged if the last loss is not finite."""
     loss_val = float(last_loss) if end > start else float("nan")
     if end > start and not math.isfinite(loss_val):
         raise Diverged(f"loss became {loss_val} at step {end - 1}")
