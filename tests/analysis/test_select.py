@@ -19,7 +19,8 @@ def test_the_sparsest_level_that_keeps_accuracy_and_its_floor_is_selected(make_r
     t = select.select(rows, margin=0.01, metrics=("cam_spearman", "lrp_spearman"))  # lrp never measured: ignored
     assert t.set_index("run_id")["level"].to_dict() == {"a": 2, "b": 3}  # b: 3 passes though 2 did not
     assert list(t.columns[-2:]) == ["cam_spearman", "cam_spearman_floor"]
-    assert select.select(rows, margin=0.0)["run_id"].tolist() == ["b"]  # a's 0.895 < 0.90
+    # no margin: a's level 2 (0.895 < 0.90) no longer qualifies, its level 1 (0.91) does
+    assert select.select(rows, margin=0.0).set_index("run_id")["level"].to_dict() == {"a": 1, "b": 3}
     assert select.select(rows, margin=0.0, metrics=()).set_index("run_id")["level"].to_dict() == {"a": 1, "b": 3}
 
 

@@ -92,7 +92,7 @@ def test_lr_rewinding_and_finetuning_keep_the_trained_weights(tiny_cfg, tmp_path
 def test_a_finished_trial_is_never_trained_again(tiny_cfg, tmp_path, monkeypatch):
     first = run_trial(tiny_cfg, tmp_path / "w", tmp_path / "r")
     files = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()}
-    assert len(files) == 2 * 3  # a row and a mask file per level
+    assert len(files) == 3 * 3  # a row, a mask file and the weights (lthray.tickets) per level
 
     def no_training(*a, **k):
         raise AssertionError("trained a finished level")
