@@ -19,6 +19,7 @@ import pandas as pd
 
 from analysis import floors, stats
 from analysis.load import AnalysisError, load_rows
+from lthray import plugins
 from lthray.config_docs import OneLineParser
 
 DEFAULT_METRICS = ("cam_spearman", "lrp_spearman")
@@ -61,15 +62,9 @@ def main(argv: list[str] | None = None) -> int:
                    f"its floor (repeatable; default {', '.join(DEFAULT_METRICS)})")
     p.add_argument("--export", default=None, metavar="DIR", help="also export each selected ticket to DIR/RUN__LNNN")
     p.add_argument("--format", default="safetensors", help="the export's format (safetensors, pt or onnx)")
-    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
-                   help="the sweep's plugin modules (lthray.plugins), when its model is a plugin's")
+    plugins.add_flag(p)
     args = p.parse_args(argv)
-    from lthray.plugins import PluginError, load_all
-
-    try:
-        load_all(args.plugin)
-    except PluginError as e:
-        print(f"error: {e}", file=sys.stderr)
+    if not plugins.load_for_command(args.plugin):
         return 2
     from lthray import metrics as registry
     from lthray.tickets import FORMATS, TicketError, export

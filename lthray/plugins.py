@@ -191,3 +191,19 @@ def load_all(specs: list[str] | tuple[str, ...] = ()) -> list[str]:
     for ep in entry_points(group=ENTRY_POINTS):
         done.append(load(ep.value.split(":")[0]))
     return done + [load(s) for s in specs]
+
+
+def add_flag(parser: Any) -> None:
+    """The `--plugin` flag of a command that reads a sweep's rows or tickets (select, export, report)."""
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="the sweep's plugin modules (lthray.plugins), when its model is a plugin's")
+
+
+def load_for_command(specs: list[str]) -> bool:
+    """`load_all(specs)` for a command line: False after printing its one-line error (the command exits 2)."""
+    try:
+        load_all(specs)
+    except PluginError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return False
+    return True

@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     """`lthray export`: one ticket to a folder; a bad flag or a missing ticket is one line, exit 2."""
     import sys
 
+    from lthray import plugins
     from lthray.config_docs import OneLineParser
 
     p = OneLineParser(prog="lthray export", description=export.__doc__)
@@ -179,15 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--format", default="safetensors", help=f"one of {', '.join(FORMATS)} (default safetensors)")
     p.add_argument("--weights", default="trained", help="trained (default), or rewound: where its training began")
     p.add_argument("--out", required=True, help="the folder to write into (created)")
-    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
-                   help="the sweep's plugin modules (lthray.plugins), when its model is a plugin's")
+    plugins.add_flag(p)
     args = p.parse_args(argv)
-    from lthray.plugins import PluginError, load_all
-
-    try:
-        load_all(args.plugin)
-    except PluginError as e:
-        print(f"error: {e}", file=sys.stderr)
+    if not plugins.load_for_command(args.plugin):
         return 2
     try:
         written = export(args.results, args.run, args.level, args.format, args.out, args.weights)

@@ -39,7 +39,8 @@ def test_a_trial_runs_on_the_plugins_model_and_data(example, tmp_path):
 
     cfg = from_flat({"model.name": "tv_resnet18", "data.dataset": "stripes", "data.probe_size": 8, "train.epochs": 1,
                      "prune.levels": 1, "prune.rate": 0.5, "explain.faithfulness": "confidence_drop",
-                     "explain.guide_size": 16, "explain.fid_batch": 8, "explain.same_init_floor": False, "concepts.enabled": False})
+                     "explain.guide_size": 16, "explain.fid_batch": 8, "explain.same_init_floor": False,
+                     "concepts.enabled": False})
     rows = run_trial(cfg, tmp_path / "w", tmp_path / "r")
     assert [r["level"] for r in rows] == [0, 1] and rows[1]["density"] == pytest.approx(0.5, abs=1e-3)
     assert rows[0]["test_acc"] > 0.25 and rows[1]["cam_spearman"] is not None
