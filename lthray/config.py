@@ -174,6 +174,10 @@ class PruneConfig:
     guidance_weight: float = 0.0  # g in (1 - g) * magnitude + g * explanation score (guided methods)
     mix: str = "rank"  # the scale both are mixed on: percentile ranks, or 'max' (divided by the largest; before 12-05)
     lambda_fid: float = 0.0  # explanation-preserving retraining: + lambda_fid * (1 - cos(CAM, dense CAM))
+    # knowledge distillation to the dense model's logits on the guide images (the imp_kd arm only):
+    # + kd_weight * T^2 * KL(softmax(dense / T) || softmax(model / T)) with T = kd_temperature (Hinton et al. 2015)
+    kd_weight: float = 0.0
+    kd_temperature: float = 4.0
     pai_iterations: int = 100  # rounds of iterative pruning at initialisation (SynFlow; Tanaka et al. use 100)
 
     def __post_init__(self) -> None:  # method and rewind names: lthray.validate, against their registries
@@ -188,6 +192,8 @@ class PruneConfig:
         Step.parse(self.rewind_step)  # syntax and sign; the upper bound needs the data (TrialConfig)
         _check(0 <= self.guidance_weight <= 1, "prune.guidance_weight", self.guidance_weight, "a number in [0, 1]")
         _check(0 <= self.lambda_fid <= 100, "prune.lambda_fid", self.lambda_fid, "a number in [0, 100]")
+        _check(0 <= self.kd_weight <= 100, "prune.kd_weight", self.kd_weight, "a number in [0, 100]")
+        _check(0 < self.kd_temperature <= 100, "prune.kd_temperature", self.kd_temperature, "a number in (0, 100]")
         _check(isinstance(self.pai_iterations, int) and 1 <= self.pai_iterations <= 1000, "prune.pai_iterations",
                self.pai_iterations, "an integer in [1, 1000]")
 
@@ -224,6 +230,11 @@ class ExplainConfig:
     guide_size: int = 256
     fid_batch: int = 32
     lrp: bool = True  # LRP maps (zennit) beside Grad-CAM at every level, on the same probe images
+    # Occlusion maps (captum) on the same probe images: the attribution no training loss reads (the
+    # preservation study's held-out yardstick); a window x window square of zeros slid with the stride.
+    occlusion: bool = False
+    occlusion_window: int = 4
+    occlusion_stride: int = 2
     # The same-initialisation noise floor: at level 0 a second dense copy from the same rewind point with
     # another data order, measured against the dense model as every pruned level is (one more dense
     # training per seed: level 0 is shared by a seed's trials).
@@ -237,6 +248,11 @@ class ExplainConfig:
         _check(isinstance(self.fid_batch, int) and 1 <= self.fid_batch <= self.guide_size, "explain.fid_batch",
                self.fid_batch, "an integer in [1, explain.guide_size]")
         _check(isinstance(self.lrp, bool), "explain.lrp", self.lrp, "true or false")
+        _check(isinstance(self.occlusion, bool), "explain.occlusion", self.occlusion, "true or false")
+        _check(isinstance(self.occlusion_window, int) and 1 <= self.occlusion_window <= 64, "explain.occlusion_window",
+               self.occlusion_window, "an integer in [1, 64]")
+        _check(isinstance(self.occlusion_stride, int) and 1 <= self.occlusion_stride <= self.occlusion_window,
+               "explain.occlusion_stride", self.occlusion_stride, "an integer in [1, explain.occlusion_window]")
         _check(isinstance(self.same_init_floor, bool), "explain.same_init_floor", self.same_init_floor, "true or false")
         _check(self.faithfulness in FAITHFULNESS, "explain.faithfulness", self.faithfulness,
                f"one of {list(FAITHFULNESS)}")

@@ -119,14 +119,36 @@ def _inductor_cache_per_isa() -> None:
 
 
 def _batches_from(data: Data, batch_size: int, seed: int, start: int,
-                  end: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The augmented batches of steps [start, end): each a pure function of (seed, step)."""
+                  end: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The augmented batches of steps [start, end), with their images' indices in the training set: each a
+    pure function of (seed, step)."""
     spe, order, order_epoch = steps_per_epoch(len(data.train_x), batch_size), torch.empty(0), -1
     for step in range(start, end):
         epoch, i = divmod(step, spe)
         if epoch != order_epoch:  # one host-to-device copy an epoch
             order, order_epoch = epoch_order(len(data.train_x), seed, epoch).to(data.train_x.device), epoch
-        yield batch_at(data, order, i, batch_size, _augment_rng(seed, step, data.train_x.device))
+        x, y = batch_at(data, order, i, batch_size, _augment_rng(seed, step, data.train_x.device))
+        yield x, y, order[i * batch_size : (i + 1) * batch_size]
+
+
+@dataclass(frozen=True)
+class Distill:
+    """Knowledge distillation to a teacher (Hinton et al. 2015): + weight * T^2 * KL(softmax(teacher / T) ||
+    softmax(student / T)), batch mean, T = temperature (T^2 keeps the gradient's scale as T changes).
+
+    The teacher's logits are computed once, on the un-augmented training images (`logits[i]` for image i),
+    and read by index: distillation then costs a KL on logits the step computes anyway, not a second
+    forward pass; under augmentation the target is the un-augmented image's (stated in docs/methods.md)."""
+
+    logits: torch.Tensor  # N x classes, aligned with the training images, on their device
+    weight: float
+    temperature: float
+
+    def loss(self, out: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        t = self.temperature
+        student = F.log_softmax(out.float() / t, 1)
+        teacher = F.log_softmax(self.logits[idx].float() / t, 1)
+        return self.weight * t * t * F.kl_div(student, teacher, reduction="batchmean", log_target=True)
 
 
 # Progress inside a level for an interactive run (`lthray trial`): hook(steps_done, steps) at the start and about 20
@@ -150,6 +172,18 @@ def _progress(start: int, end: int) -> Callable[[int], None]:
     return tick
 
 
+def _loss(model: nn.Module, out: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, label_smoothing: float,
+          distill: Distill | None, extra_loss: Callable[[nn.Module], torch.Tensor] | None) -> torch.Tensor:
+    """Cross-entropy plus a retraining arm's extra term: distillation (read by the batch's indices) or a
+    term of the model itself (the Grad-CAM fidelity loss)."""
+    loss = F.cross_entropy(out, y, label_smoothing=label_smoothing)
+    if distill is not None:
+        loss = loss + distill.loss(out, idx)
+    if extra_loss is not None:
+        loss = loss + extra_loss(model)
+    return loss
+
+
 def train(
     model: nn.Module,
     data: Data,
@@ -162,6 +196,7 @@ def train(
     constant_lr: float | None = None,
     on_step: Callable[[int], None] | None = None,
     extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
+    distill: Distill | None = None,
 ) -> TrainResult:
     """Train optimizer steps [start, end) of the schedule, masked weights held at exactly zero.
 
@@ -180,14 +215,13 @@ def train(
     forward = _eager if cfg.compile == "off" else compiled_forward(cfg.compile)
     model.train()
     t0, last_loss = time.perf_counter(), torch.zeros((), device=data.train_x.device)
-    tick = _progress(start, end)
-    for step, (x, y) in zip(range(start, end), _batches_from(data, cfg.batch_size, seed, start, end), strict=True):
+    tick, batches = _progress(start, end), _batches_from(data, cfg.batch_size, seed, start, end)
+    for step, (x, y, idx) in zip(range(start, end), batches, strict=True):
         if on_step is not None:
             on_step(step)
         lr.copy_(lrs[step - start])
         with autocast:
-            loss = F.cross_entropy(forward(model, x), y, label_smoothing=cfg.label_smoothing)
-            loss = loss + extra_loss(model) if extra_loss is not None else loss
+            loss = _loss(model, forward(model, x), y, idx, cfg.label_smoothing, distill, extra_loss)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -45,6 +45,7 @@ class Needs:
     dense_cams: bool = False  # the dense model's Grad-CAM maps on the guide images (guide_maps)
     pcbm: bool = False  # the concept bottleneck fitted on the last level's backbone (needs concepts on)
     start_weights: bool = False  # the weights the last level's training began from
+    dense_logits: bool = False  # the dense model's logits on the training images (imp_kd's teacher)
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,11 @@ class Method:
         layer (seeded by seed and level), trained from the same rewind point on the same schedule; the row
         and its mask file describe that network. Does a ticket's *where* matter beyond its per-layer
         allocation? (Frankle et al. 2021, Su et al. 2020.)
+    retrain: a mask-fixed arm (issue "explanation- vs function-preserving retraining"): the trial follows
+        IMP's own lineage, trained with cross-entropy alone, but the row measures a copy of each level
+        retrained from that level's start under IMP's mask with one extra loss on the guide images: 'fid'
+        adds prune.lambda_fid x the Grad-CAM fidelity to the dense maps, 'kd' adds prune.kd_weight x the
+        distillation to the dense logits. Only the loss differs from IMP's row of the same seed and level.
     rewinds: the prune.rewind modes it allows (None: every registered one).
     """
 
@@ -102,6 +108,7 @@ class Method:
     iterative: bool = False
     reinit: bool = False
     shuffle: bool = False
+    retrain: str = ""
     rewinds: tuple[str, ...] | None = None
     why_rewinds: str = ""  # the reason shown when another rewind is asked for
     paper: str = field(default="", compare=False)  # shown in the README and report, not part of identity
@@ -120,6 +127,19 @@ class Method:
             allowed = " or ".join(repr(r) for r in self.rewinds)
             out.append(("prune.rewind", flat["prune.rewind"],
                         f"{allowed} with prune.method={flat['prune.method']!r} ({self.why_rewinds})"))
+        method = flat["prune.method"]
+        if self.retrain == "fid" and flat["prune.lambda_fid"] <= 0:
+            out.append(("prune.lambda_fid", flat["prune.lambda_fid"], f"> 0 with prune.method={method!r} (its arm "
+                        "is the fidelity loss)"))
+        if self.retrain == "kd" and flat["prune.kd_weight"] <= 0:
+            out.append(("prune.kd_weight", flat["prune.kd_weight"], f"> 0 with prune.method={method!r} (its arm is "
+                        "the distillation loss)"))
+        if self.retrain == "kd" and flat["prune.lambda_fid"] > 0:
+            out.append(("prune.lambda_fid", flat["prune.lambda_fid"], f"0 with prune.method={method!r} (its arm "
+                        "is distillation alone; imp_fid is the fidelity arm)"))
+        if self.retrain != "kd" and flat["prune.kd_weight"] > 0:
+            out.append(("prune.kd_weight", flat["prune.kd_weight"], f"0 with prune.method={method!r} (distillation "
+                        "is the imp_kd arm's loss)"))
         if self.needs.pcbm and not flat["concepts.enabled"]:
             out.append(("concepts.enabled", False,
                         f"true with prune.method={flat['prune.method']!r} (it scores weights by the PCBM's concepts)"))

@@ -1,11 +1,12 @@
-"""IMP, its random-pruning baseline and two controls: random reinitialisation, and the layer-wise shuffled mask."""
+"""IMP, its random-pruning baseline, two controls (random reinitialisation, the layer-wise shuffled mask) and two
+mask-fixed retraining arms (explanation-preserving, function-preserving)."""
 
 from __future__ import annotations
 
 import torch
 
 from lthray.masks import Scores, prunable
-from lthray.methods.base import CRITERIA, METHODS, Method, ScoreContext
+from lthray.methods.base import CRITERIA, METHODS, Method, Needs, ScoreContext
 
 
 @CRITERIA.register("magnitude")
@@ -34,3 +35,12 @@ METHODS.register("reinit")(Method("magnitude", reinit=True, rewinds=("weight",),
 METHODS.register("shuffled")(Method("magnitude", shuffle=True, rewinds=("weight",), why_rewinds=_FRESH,
                                     paper="Frankle et al. 2021, IMP's mask shuffled within each layer",
                                     color="#6b6ecf"))
+
+# The mask-fixed arms (Method.retrain): IMP's lineage, each level's network retrained from the level's start
+# under IMP's mask with one extra loss, so that only the loss differs from IMP's row.
+METHODS.register("imp_fid")(Method("magnitude", retrain="fid", needs=Needs(dense_cams=True),
+                                   paper="IMP's masks retrained with the Grad-CAM fidelity loss (lambda_fid)",
+                                   color="#ad494a"))
+METHODS.register("imp_kd")(Method("magnitude", retrain="kd", needs=Needs(dense_logits=True),
+                                  paper="IMP's masks retrained with distillation to the dense logits (Hinton et al. "
+                                        "2015): the function-preserving control", color="#637939"))

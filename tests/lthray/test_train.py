@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -71,3 +73,22 @@ def test_one_test_pass_gives_evaluates_scores_and_the_concept_features_exactly(d
     assert (acc, loss) == evaluate(model, x, y)
     assert torch.equal(feats, features(model, x))
     assert model.training  # mode restored
+
+
+def test_distillation_loss_equals_the_hand_computed_tempered_kl():
+    """weight * T^2 * KL(softmax(teacher / T) || softmax(student / T)), batch mean, teacher rows by index."""
+    from lthray.train import Distill
+
+    teacher = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
+    out = torch.tensor([[1.0, 1.0, 0.0], [0.0, 2.0, 1.0]], dtype=torch.float64)
+    idx = torch.tensor([2, 0])  # batch images 0 and 1 are training images 2 and 0
+    w, t = 0.7, 2.0
+    hand = 0.0
+    for b, i in enumerate(idx.tolist()):
+        p = [math.exp(v / t) for v in teacher[i].tolist()]
+        q = [math.exp(v / t) for v in out[b].tolist()]
+        p, q = [v / sum(p) for v in p], [v / sum(q) for v in q]
+        hand += sum(pi * math.log(pi / qi) for pi, qi in zip(p, q, strict=True))
+    hand = w * t * t * hand / len(idx)
+    assert float(Distill(teacher, w, t).loss(out, idx)) == pytest.approx(hand, rel=1e-6)
+    assert float(Distill(teacher, w, t).loss(teacher[idx], idx)) == pytest.approx(0.0, abs=1e-7)
