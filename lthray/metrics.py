@@ -129,6 +129,8 @@ for _m in (
            floors=(_same("lrp_spearman_same_pred"),)),
     Metric("lrp_spearman", "LRP Spearman to dense", "ρ", _R, floors=(_same("lrp_spearman"), _SEED_LRP),
            role="headline"),
+    # the attribution no training loss reads: the preservation study's held-out yardstick (explain.occlusion)
+    Metric("occlusion_spearman", "occlusion Spearman to dense", "ρ", _R, floors=(_same("occlusion_spearman"),)),
     Metric("lrp_energy_inside", "LRP mass on the object", "", _P),
     Metric("lrp_pointing", "LRP peak on the object", "", _P),
     Metric("lrp_concentration", "area holding half the LRP mass", "", _P, direction=0, role="headline"),

@@ -33,7 +33,7 @@ from lthray import storage
 # cascade_layers, cam_ and lrp_cascade_spearman (cascading randomisation), weight_move_quantiles,
 # weights_still, first_filters, first_filters_shape (weights over training).
 # Versions 2 to 10 still read (_upgrade).
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 _F, _I, _S = pa.float64(), pa.int64(), pa.string()
 
@@ -68,6 +68,9 @@ class LevelRecord:
     rewind_spec: str = col(_S, "rewind point as written in the config ('0it', '1ep')")
     guidance_weight: float = col(_F, "g in (1-g)*magnitude + g*guide", report=True, show="g={:.2f}")
     lambda_fid: float = col(_F, "weight of the explanation-preserving loss during retraining", report=True)
+    kd_weight: float | None = col(_F, "weight of distillation to the dense logits while retraining (the imp_kd arm)",
+                                  nullable=True, report=True)
+    kd_temperature: float | None = col(_F, "distillation temperature T (the imp_kd arm)", nullable=True)
     seed: int = col(_I, "initial weights, data order, augmentation, random pruning")
     level: int = col(_I, "pruning level (0 = dense)", report=True, show="level {}", show_first=True)
     density: float = col(_F, "fraction of prunable weights kept, measured from the mask", report=True,
@@ -101,6 +104,8 @@ class LevelRecord:
                                     "chance level; null without object masks", nullable=True)
     lrp_spearman: float | None = col(_F, "LRP (zennit EpsilonPlusFlat) maps vs the dense model's: Spearman, mean "
                                      "over probe images; null unless explain.lrp", nullable=True, report=True)
+    occlusion_spearman: float | None = col(_F, "occlusion (captum) maps vs the dense model's: Spearman, mean over "
+                                           "probe images; null unless explain.occlusion", nullable=True, report=True)
     lrp_energy_inside: float | None = col(_F, "share of the LRP map's mass on the object", nullable=True,
                                           report=True)
     lrp_pointing: float | None = col(_F, "fraction of LRP maps whose maximum lies on the object", nullable=True,
@@ -150,6 +155,7 @@ class LevelRecord:
     floor_cam_spearman_same_pred: float | None = col(_F, "level 0: the copy's cam_spearman_same_pred", nullable=True)
     floor_lrp_spearman_same_pred: float | None = col(_F, "level 0: the copy's lrp_spearman_same_pred", nullable=True)
     floor_lrp_spearman: float | None = col(_F, "level 0: the copy's lrp_spearman", nullable=True)
+    floor_occlusion_spearman: float | None = col(_F, "level 0: the copy's occlusion_spearman", nullable=True)
     floor_concept_topk_overlap: float | None = col(_F, "level 0: the copy's concept_topk_overlap", nullable=True)
     floor_concept_weight_spearman: float | None = col(_F, "level 0: the copy's concept_weight_spearman",
                                                       nullable=True)
@@ -184,6 +190,7 @@ class LevelRecord:
     faithfulness_seconds: float | None = col(_F, "of which faithfulness (ROAD's imputations, or confidence drop)",
                                              nullable=True)
     lrp_seconds: float | None = col(_F, "of which LRP maps and their columns", nullable=True)
+    occlusion_seconds: float | None = col(_F, "of which occlusion maps and their column", nullable=True)
     sanity_seconds: float | None = col(_F, "of which the randomisation sanity checks (level 0)", nullable=True)
     pcbm_seconds: float | None = col(_F, "of which the concept bottleneck fit(s) and their columns", nullable=True)
     git_sha: str = col(_S, "source revision ('+dirty' if uncommitted changes)")

@@ -6,9 +6,10 @@ RESULTS/_weights/RUN_ID__LNNN.safetensors holds the network the row describes: `
 after the level's training) and `rewound/NAME` (the weights that training began from: with weight
 rewinding, the rewind point; at level 0, the initialisation). It is published exactly once, before the
 mask and the row, from the trial's own weights, so shared and unshared runs keep the same file. The
-controls that measure a retrained copy (`reinit`, `shuffled`) keep no weights: their row describes a network
-that is not the lineage's, and their mask file is what they leave. Unstructured sparsity is zeros inside
-dense tensors: a ticket runs no faster until a sparse kernel or structured pruning exploits them.
+controls and arms that measure a retrained copy (`reinit`, `shuffled`, `imp_fid`, `imp_kd`) keep no weights:
+their row describes a network that is not the lineage's, and their mask file is what they leave. Unstructured
+sparsity is zeros inside dense tensors: a ticket runs no faster until a sparse kernel or structured pruning
+exploits them.
 """
 
 from __future__ import annotations
@@ -93,8 +94,9 @@ def load(results_dir: str | Path, run_id: str, level: int, weights: str = "train
     row = _row(results_dir, run_id, level)
     path = path_of(results_dir, run_id, level)
     if not storage.exists(path):
-        why = (f"run {run_id} is the {row['method']} control, whose row measures a retrained copy whose weights "
-               "are not kept (its mask file is)") if row["method"] in ("reinit", "shuffled") else \
+        copy = row["method"] in ("reinit", "shuffled", "imp_fid", "imp_kd")  # rows of a retrained copy
+        why = (f"run {run_id} is the {row['method']} control or arm, whose row measures a retrained copy whose "
+               "weights are not kept (its mask file is)") if copy else \
             "written before lthray kept weights (schema 11), or the run was not finished"
         raise TicketError(f"{path} does not exist: {why}")
     from safetensors.torch import load as load_bytes

@@ -4,7 +4,7 @@ level, `trial.level`): never compute a level twice.
 A level is keyed by everything that determines it (`keys`): the data, model, training, explanation and
 concept configs and the seed, and for a pruned level the lineage so far (the method's criterion and guide,
 guidance weight, lambda_fid, schedule, scope, rewind). Two parts are stored apart, because the reinit
-control shares the first and not the second:
+control (like the shuffled control and the retraining arms) shares the first and not the second:
 
 - the *lineage* (`Lineage`): the mask, the weights its training began from, the trained weights the next
   level prunes, and at level 0 the rewind points. Level 0 trains once per (seed, dense training) whatever
@@ -46,6 +46,8 @@ from lthray.trial.state import Weights
 VERSION = 3
 _MAGIC = b"lthray-shared-v1\n"
 
+# The retraining arms' loss settings (Method.retrain): lambda_fid also trains an ordinary method's lineage.
+ARM_KEYS = ("prune.lambda_fid", "prune.kd_weight", "prune.kd_temperature")
 # Config sections that determine every level of a trial, measurement included.
 _BASE = ("data.", "model.", "train.", "explain.", "concepts.")
 
@@ -68,7 +70,11 @@ def lineage_key(cfg: TrialConfig, level: int) -> str:
     parts: dict[str, Any] = {"v": VERSION, "level": level, "seed": cfg.seed, "base": base}
     if level > 0:
         m = METHODS.get(cfg.prune.method)
-        prune = {k: v for k, v in flat.items() if k.startswith("prune.") and k != "prune.method"}
+        # distillation trains only an arm's measured copy, never a lineage; an arm's lineage is IMP's, trained
+        # with cross-entropy alone (Method.retrain), so it reads lambda_fid as IMP's 0
+        prune = {k: v for k, v in flat.items() if k.startswith("prune.") and k not in ("prune.method", *ARM_KEYS[1:])}
+        if m.retrain:
+            prune["prune.lambda_fid"] = 0.0
         if cfg.prune.target_density is None:
             # a rate schedule's level L is the same whatever the number of levels after it
             prune.pop("prune.levels", None)
@@ -86,6 +92,8 @@ def measured_key(cfg: TrialConfig, level: int) -> str:
     m = METHODS.get(cfg.prune.method)
     extra: dict[str, Any] = {"reinit": m.reinit, "shuffle": m.shuffle,
                              "instability": {k: v for k, v in flat.items() if k.startswith("instability.")}}
+    if m.retrain and level > 0:  # an arm measures its retrained copy (level 0 is the dense model, IMP's)
+        extra["arm"] = {"retrain": m.retrain, **{k: flat[k] for k in ARM_KEYS}}
     if (cfg.instability.enabled or cfg.explain.same_init_floor) and level == 0:  # the second copy starts at k
         extra["rewind_step"] = flat["prune.rewind_step"]
     return _canon({"lineage": lineage_key(cfg, level), **extra})
@@ -115,6 +123,8 @@ class Measured:
     pcbm: dict[str, torch.Tensor] = field(default_factory=dict)
     log_probs: torch.Tensor | None = None  # level 0: the test set's log-softmax (function change's reference)
     source: str = ""
+    teacher_logits: torch.Tensor | None = None  # level 0: the dense logits on the training images (imp_kd's teacher)
+    occlusion: np.ndarray | None = None  # occlusion maps of the probe images (explain.occlusion)
 
 
 class LevelCache:

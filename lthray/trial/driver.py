@@ -35,7 +35,9 @@ def advance(state: TrialState, done: Level) -> TrialState:
         rewind=done.rewind if done.rewind is not None else state.rewind,
         dense_maps=torch.from_numpy(np.ascontiguousarray(m.maps)) if first else state.dense_maps,
         dense_lrp=torch.from_numpy(m.lrp) if first and m.lrp is not None else state.dense_lrp,
+        dense_occlusion=torch.from_numpy(m.occlusion) if first and m.occlusion is not None else state.dense_occlusion,
         guide_maps=m.guide_maps if first else state.guide_maps,
+        teacher_logits=m.teacher_logits if first else state.teacher_logits,
         pcbm=con.pcbm if con is not None else state.pcbm,
         dense_pcbm=con.pcbm if first and con is not None else state.dense_pcbm,
         dense_log_probs=m.log_probs if first else state.dense_log_probs,
@@ -97,7 +99,8 @@ def run_trial(
             break
         done = run_level(trial, state, level, cache, rewind_points)
         # the controls measure a retrained copy, not the lineage: their weights are not the row's network
-        keep = done.measurement is not None and not (trial.method.reinit or trial.method.shuffle)
+        m = trial.method
+        keep = done.measurement is not None and not (m.reinit or m.shuffle or m.retrain)
         row = publish(record_of(trial.identity, done), measured_mask(trial, level, done.mask), results_dir,
                       (done.lineage, done.began_from) if keep else None)
         state = advance(state, done)

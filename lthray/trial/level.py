@@ -21,6 +21,7 @@ from lthray.schedule import Schedule
 from lthray.train import Diverged
 from lthray.trial.cache import LevelCache, Lineage, Measured, NoCache, lineage_key, measured_key
 from lthray.trial.measure import Concepts, Measurement
+from lthray.trial.measure import teacher_logits as teacher_logits_of
 from lthray.trial.setup import Trial, Weights, state_cpu
 from lthray.trial.state import TrialState
 from lthray.trial.steps import Trained, begin, measure_level, schedule_of, train_lineage
@@ -99,7 +100,7 @@ def measured_of(trial: Trial, state: TrialState, level: int, cache: Cache, lin: 
             trial.model.load_state_dict(lineage.lineage)
         else:
             me = Measured(cols, m.maps, m.lrp, m.guide_maps, m.concepts.pcbm if m.concepts else {},
-                          m.log_probs, source=run_id(trial.cfg))
+                          m.log_probs, source=run_id(trial.cfg), teacher_logits=m.teacher_logits, occlusion=m.occlusion)
             seconds = (cols["train_seconds"], cols["explain_seconds"])
         cache.put("measured", key, me)
         return Got(me, True, lin.source), *seconds
@@ -119,7 +120,11 @@ def run_level(trial: Trial, state: TrialState, level: int, cache: Cache, rewind_
     guide_maps = me.guide_maps
     if level == 0 and trial.needs_guide_maps and guide_maps is None:  # its producer's method did not read them
         guide_maps = torch.from_numpy(gradcam(trial.model, trial.model.cam_layer, trial.guide_x, trial.guide_y))
-    m = Measurement(me.cols, me.maps, me.lrp, guide_maps, Concepts(me.pcbm, {}) if me.pcbm else None, me.log_probs)
+    logits = me.teacher_logits
+    if level == 0 and trial.needs_teacher_logits and logits is None:  # likewise
+        logits = teacher_logits_of(trial)
+    m = Measurement(me.cols, me.maps, me.lrp, guide_maps, Concepts(me.pcbm, {}) if me.pcbm else None, me.log_probs,
+                    logits, me.occlusion)
     reused = got.source is not None and got.source == me.source  # its parts took this trial no time
     cols = {**me.cols, **({c: 0.0 for c in me.cols if c.endswith("_seconds")} if reused else {}),
             "train_seconds": own_train + train_seconds, "explain_seconds": explain_seconds}

@@ -22,6 +22,7 @@ from lthray.explain import concepts as concepts_mod
 from lthray.explain import function, localisation, sanity
 from lthray.explain.cam import explain, faithfulness, gradcam
 from lthray.explain.lrp import lrp_maps
+from lthray.explain.occlusion import occlusion_maps
 from lthray.explain.rank import spearman
 from lthray.models import build
 from lthray.results import GALLERY
@@ -48,6 +49,8 @@ class Measurement:
     guide_maps: torch.Tensor | None  # level 0, when the method or the fidelity loss reads them
     concepts: Concepts | None
     log_probs: torch.Tensor | None = None  # the test images' log-softmax: level 0's is function change's reference
+    teacher_logits: torch.Tensor | None = None  # level 0, when the distillation arm reads them
+    occlusion: np.ndarray | None = None  # occlusion maps of the probe images (explain.occlusion)
 
 
 class Clock:
@@ -122,6 +125,20 @@ def lrp_columns(trial: Trial, state: TrialState,
         return lrp, rho, {"lrp_spearman": float(np.mean(rho)), **localisation.columns(lrp, trial.objects, "lrp")}
 
 
+def occlusion_columns(trial: Trial, state: TrialState,
+                      clock: Clock) -> tuple[np.ndarray | None, np.ndarray | None, dict[str, Any]]:
+    """The occlusion maps of the probe images, their per-image Spearman with the dense occlusion maps, and
+    their column (none unless explain.occlusion): the attribution no training loss reads."""
+    ex = trial.cfg.explain
+    if not ex.occlusion:
+        return None, None, {}
+    with clock.part("occlusion_seconds"):
+        occ = occlusion_maps(trial.model, trial.data.probe_x, trial.data.probe_y, ex.occlusion_window,
+                             ex.occlusion_stride)
+        rho = spearman(occ, occ if state.dense_occlusion is None else state.dense_occlusion.numpy())
+        return occ, rho, {"occlusion_spearman": float(np.mean(rho))}
+
+
 def reference_columns(trial: Trial, maps: np.ndarray, lrp: np.ndarray | None, clock: Clock) -> dict[str, Any]:
     """Level 0's extra columns: every probe map (the seed-vs-seed floor) and the randomisation sanity checks
     of each attribution method (all weights at once, and the cascade), once per trial."""
@@ -152,6 +169,17 @@ def same_pred_columns(trial: Trial, ref_log_probs: torch.Tensor | None, log_prob
             for name, rho in rhos.items() if rho is not None and same.any()}
 
 
+@torch.no_grad()
+def teacher_logits(trial: Trial, batch_size: int = 512) -> torch.Tensor:
+    """The model's logits on every (un-augmented) training image, in eval mode, on the CPU, N x classes float32:
+    level 0's are the distillation arm's teacher (train.Distill)."""
+    from lthray.modes import eval_mode
+
+    x = trial.data.train_x
+    with eval_mode(trial.model):
+        return torch.cat([trial.model(x[i : i + batch_size]).float() for i in range(0, len(x), batch_size)]).cpu()
+
+
 def extra_metrics(trial: Trial) -> dict[str, float] | None:
     """The metrics registered with a compute function (lthray.metrics), of the network the model holds."""
     return {m.name: float(m.compute(trial.model, trial.data)) for m in metrics.computed()} or None
@@ -178,6 +206,8 @@ def measure(trial: Trial, state: TrialState, level: int) -> Measurement:
     with clock.part("faithfulness_seconds"):
         faith = float(np.nanmean(faithfulness(model, x, y, rep.maps, trial.cfg.explain)))
     lrp, lrp_rho, more = lrp_columns(trial, state, clock)
+    occ, _, occ_cols = occlusion_columns(trial, state, clock)
+    more.update(occ_cols)
     if level == 0:
         more.update(reference_columns(trial, rep.maps, lrp, clock))
     with clock.part("pcbm_seconds"):
@@ -189,4 +219,5 @@ def measure(trial: Trial, state: TrialState, level: int) -> Measurement:
             "object_area": None if trial.objects is None else float(trial.objects.mean()),
             **(con.cols if con is not None else {}), "extra_metrics": extra_metrics(trial), **clock.parts}
     return Measurement({**cols, "explain_seconds": time.perf_counter() - t0, "eval_seconds": eval_seconds}, rep.maps,
-                       lrp, guide_maps, con, ev.log_probs if level == 0 else None)
+                       lrp, guide_maps, con, ev.log_probs if level == 0 else None,
+                       teacher_logits(trial) if level == 0 and trial.needs_teacher_logits else None, occ)

@@ -51,6 +51,10 @@ class Trial:
     def needs_guide_maps(self) -> bool:
         return self.method.needs.dense_cams or self.cfg.prune.lambda_fid > 0  # their only readers
 
+    @property
+    def needs_teacher_logits(self) -> bool:
+        return self.method.needs.dense_logits  # the distillation arm's teacher
+
 
 def identity_columns(cfg: TrialConfig, bank: concepts_mod.Bank | None, sweep: str, trial_id: str) -> dict[str, Any]:
     """The row columns every level of the trial shares."""
@@ -60,6 +64,7 @@ def identity_columns(cfg: TrialConfig, bank: concepts_mod.Bank | None, sweep: st
         "scope": cfg.prune.scope, "model": cfg.model.name, "dataset": cfg.data.dataset, "rewind": cfg.prune.rewind,
         "rewind_step": schedule.rewind_steps(cfg), "rewind_spec": str(cfg.prune.rewind_at),
         "guidance_weight": float(cfg.prune.guidance_weight), "lambda_fid": float(cfg.prune.lambda_fid),
+        "kd_weight": float(cfg.prune.kd_weight), "kd_temperature": float(cfg.prune.kd_temperature),
         "seed": cfg.seed, "concept_bank": bank.name if bank is not None else "none",
         "git_sha": results.git_sha(), "config_json": to_json(cfg),
     }

@@ -34,7 +34,9 @@ class TrialState:
     rewind: Weights = field(default_factory=dict)  # weights + BN buffers after k steps
     dense_maps: torch.Tensor | None = None  # level 0's Grad-CAM maps: the reference for every level
     dense_lrp: torch.Tensor | None = None  # level 0's LRP maps (explain.lrp): LRP's reference
+    dense_occlusion: torch.Tensor | None = None  # level 0's occlusion maps (explain.occlusion): their reference
     guide_maps: torch.Tensor | None = None  # level 0's maps on the guide (training) images
+    teacher_logits: torch.Tensor | None = None  # level 0's logits on the training images (imp_kd's teacher)
     began_from: Weights = field(default_factory=dict)  # weights when `level`'s training began
     pcbm: dict[str, torch.Tensor] = field(default_factory=dict)  # PCBM of `level`'s backbone
     dense_pcbm: dict[str, torch.Tensor] = field(default_factory=dict)  # PCBM of the dense backbone

@@ -3,7 +3,7 @@
     level 0: train (saving the rewind point at step k) -> measure (its maps become the reference)
     level L: next_mask (prune the last level's weights, or prune_at_init) -> rewind (REWINDS)
              -> train the lineage under the mask -> measure the network the row describes (the lineage,
-             or the reinit control's fresh copy) [-> the instability analysis's second copy]
+             or a control's or retraining arm's copy) [-> the instability analysis's second copy]
 
 The method's `Needs` decide what is computed for its criteria (no step compares method names). Words:
 `began_from` is the weights a level's training started from; a `Schedule`'s start is a step.
@@ -28,7 +28,7 @@ from lthray.methods import CRITERIA, scores_for
 from lthray.models import build
 from lthray.rewind import REWINDS
 from lthray.schedule import Schedule
-from lthray.train import TrainResult, train
+from lthray.train import Distill, TrainResult, train
 from lthray.trial.measure import Measurement, measure
 from lthray.trial.setup import Trial, Weights, context, state_cpu
 from lthray.trial.state import TrialState
@@ -97,17 +97,34 @@ def fidelity_term(trial: Trial, guide_maps: torch.Tensor) -> Callable[[torch.nn.
     return term
 
 
-def train_level(trial: Trial, state: TrialState, level: int, mask: masks.Mask, sched: Schedule,
-                on_step: Callable[[int], None] | None = None, data_seed: int | None = None) -> TrainResult:
-    """Train the schedule under `mask` (with the fidelity loss on pruned levels); raises Diverged.
-    `data_seed` replaces the trial's seed for the data order and augmentation (a second copy)."""
-    extra = None
-    if trial.cfg.prune.lambda_fid > 0 and level > 0:
+def extra_terms(trial: Trial, state: TrialState, level: int,
+                arm: bool) -> tuple[Callable[[torch.nn.Module], torch.Tensor] | None, Distill | None]:
+    """The losses added to cross-entropy when training level `level`: the fidelity term of prune.lambda_fid
+    for an ordinary method's lineage; for a retraining arm (Method.retrain) nothing on its lineage (IMP's)
+    and its own term on the measured copy (`arm`): 'fid' the fidelity term, 'kd' distillation to the
+    dense model's logits. The dense model (level 0) trains with cross-entropy alone."""
+    retrain, cfg = trial.method.retrain, trial.cfg.prune
+    if level == 0 or (retrain and not arm):
+        return None, None
+    if retrain == "kd":
+        assert state.teacher_logits is not None  # computed at level 0 whenever the method needs them
+        return None, Distill(state.teacher_logits.to(trial.data.train_x.device), cfg.kd_weight, cfg.kd_temperature)
+    if retrain == "fid" or cfg.lambda_fid > 0:
         assert state.guide_maps is not None  # computed at level 0 whenever lambda_fid > 0
-        extra = fidelity_term(trial, state.guide_maps)
+        return fidelity_term(trial, state.guide_maps), None
+    return None, None
+
+
+def train_level(trial: Trial, state: TrialState, level: int, mask: masks.Mask, sched: Schedule,
+                on_step: Callable[[int], None] | None = None, data_seed: int | None = None,
+                arm: bool = False) -> TrainResult:
+    """Train the schedule under `mask` with the level's extra losses (`extra_terms`; `arm`: a retraining
+    arm's measured copy); raises Diverged. `data_seed` replaces the trial's seed for the data order and
+    augmentation (a second copy)."""
+    extra, distill = extra_terms(trial, state, level, arm)
     seed = trial.cfg.seed if data_seed is None else data_seed
     return train(trial.model, trial.data, trial.cfg.train, mask=mask, start=sched.start, end=sched.end,
-                 seed=seed, constant_lr=sched.constant_lr, on_step=on_step, extra_loss=extra)
+                 seed=seed, constant_lr=sched.constant_lr, on_step=on_step, extra_loss=extra, distill=distill)
 
 
 @dataclass(frozen=True)
@@ -162,12 +179,13 @@ def second_copy(trial: Trial, state: TrialState, level: int, mask: masks.Mask, b
     floor share it. Returns its weights and training seconds; the model holds it."""
     trial.model.load_state_dict(began_from)
     seed = data_mod.step_seed(trial.cfg.seed, Salt.INSTABILITY_COPY, level)
-    seconds = train_level(trial, state, level, mask, sched, data_seed=seed).seconds
+    seconds = train_level(trial, state, level, mask, sched, data_seed=seed, arm=bool(trial.method.retrain)).seconds
     return state_cpu(trial.model), seconds
 
 
 # The columns a same-initialisation copy gives the floor of (`floor_` + name in LevelRecord).
 FLOOR_COLUMNS = ("test_acc", "pred_agreement", "pred_kl", "cam_spearman", "cam_iou", "lrp_spearman",
+                 "occlusion_spearman",
                  "cam_spearman_same_pred", "lrp_spearman_same_pred", "concept_topk_overlap", "concept_weight_spearman")
 
 
@@ -179,6 +197,7 @@ def floor_columns(trial: Trial, state: TrialState, dense: Measurement, copy: Wei
     refs = dataclasses.replace(
         state, dense_maps=torch.from_numpy(np.ascontiguousarray(dense.maps)),
         dense_lrp=None if dense.lrp is None else torch.from_numpy(dense.lrp),
+        dense_occlusion=None if dense.occlusion is None else torch.from_numpy(dense.occlusion),
         dense_pcbm=dense.concepts.pcbm if dense.concepts is not None else {}, dense_log_probs=dense.log_probs)
     trial.model.load_state_dict(copy)
     cols = measure(trial, refs, 1).cols  # level 1: measured as any later level is, against level 0's references
@@ -197,7 +216,9 @@ def measure_level(trial: Trial, state: TrialState, level: int, mask: masks.Mask,
     """Measure the network level `level`'s row describes (the model holds `tr.lineage`): the lineage; for
     the reinit control a freshly initialised copy trained under the same mask and schedule; for the
     shuffled-mask control a copy trained from the lineage's start under its mask shuffled within each
-    layer (`measured_mask`); plus, from one second copy (`second_copy`), the same-initialisation floor at
+    layer (`measured_mask`); for a retraining arm a copy trained from the lineage's start under the same
+    mask with the arm's loss (`extra_terms`); plus, from one second copy (`second_copy`), the same-initialisation
+    floor at
     level 0 (explain.same_init_floor) and the instability analysis when enabled. Returns the columns
     (train_seconds: the training done here) and the measurement; the model holds the lineage again.
     Raises Diverged (a control copy's training)."""
@@ -209,11 +230,11 @@ def measure_level(trial: Trial, state: TrialState, level: int, mask: masks.Mask,
     if level == 0:
         sched = schedule.from_rewind(cfg)
     seconds = 0.0
-    if (trial.method.reinit or trial.method.shuffle) and level > 0:
+    if (trial.method.reinit or trial.method.shuffle or trial.method.retrain) and level > 0:
         measured_from = trained_from = fresh_init(trial, level) if trial.method.reinit else tr.began_from
         mask = measured_mask(trial, level, mask)
         trial.model.load_state_dict(measured_from)
-        seconds += train_level(trial, state, level, mask, sched).seconds
+        seconds += train_level(trial, state, level, mask, sched, arm=bool(trial.method.retrain)).seconds
     m = measure(trial, state, level)  # of the network the model holds: the lineage, or a control's copy
     cols = {**m.cols, **weights.columns(trial.model, trained_from, mask)}
     floor = level == 0 and cfg.explain.same_init_floor

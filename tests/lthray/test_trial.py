@@ -368,3 +368,43 @@ def test_level_0_measures_a_same_initialisation_copy_once_for_the_floor_and_the_
     assert off[0]["floor_cam_spearman"] is None
     # the floor's copy never changes the measured network: the same rows either way
     assert [r["test_loss"] for r in off] == [r["test_loss"] for r in rows]
+
+
+def test_retraining_arms_share_imps_masks_and_lineage_and_differ_only_in_the_loss(tiny_cfg, tmp_path, monkeypatch):
+    """Issue 34's design: at every level imp_fid and imp_kd retrain IMP's own mask from the level's start,
+    each with its one extra loss, while their lineage (what the next level prunes) stays IMP's."""
+    from lthray import mask_files
+
+    calls = Recorder()
+    monkeypatch.setattr(trial_steps, "train", calls)
+    base = replace(tiny_cfg, **{"explain.lrp": False, "concepts.enabled": False})
+    imp = run_trial(base, tmp_path / "imp", tmp_path / "r")
+    arms = {m: run_trial(replace(base, **{"prune.method": m, **kw}), tmp_path / m, tmp_path / "r")
+            for m, kw in (("imp_fid", {"prune.lambda_fid": 1.0}), ("imp_kd", {"prune.kd_weight": 1.0}))}
+    stored = mask_files.read(tmp_path / "r")
+    for rows in arms.values():
+        for a, b in zip(imp, rows, strict=True):
+            ma, mb = stored[(a["run_id"], a["level"])], stored[(b["run_id"], b["level"])]
+            assert all(torch.equal(ma[k], mb[k]) for k in ma)  # the very same mask at every level
+            assert (a["test_loss"] == b["test_loss"]) == (a["level"] == 0)  # retrained: only pruned levels differ
+    assert arms["imp_kd"][1]["kd_weight"] == 1.0 and arms["imp_fid"][1]["lambda_fid"] == 1.0
+    for m in arms:
+        wa, wb = _state(tmp_path, "imp").weights, _state(tmp_path, m).weights
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)  # the lineage the next level prunes is IMP's
+    # each trial trains its lineage with cross-entropy alone; an arm's measured copy adds exactly its loss
+    losses = [(c.get("extra_loss") is not None, c.get("distill") is not None) for c in calls.calls]
+    assert losses.count((True, False)) == base.prune.levels  # imp_fid's copies: the fidelity term
+    assert losses.count((False, True)) == base.prune.levels  # imp_kd's copies: distillation
+    assert (True, True) not in losses
+
+
+def test_retraining_arms_refuse_a_missing_or_a_foreign_loss(tiny_cfg):
+    from lthray.config import ConfigError, to_flat
+    from lthray.validate import checked_config
+
+    flat = to_flat(tiny_cfg)
+    for kw, key in (({"prune.method": "imp_fid"}, "prune.lambda_fid"), ({"prune.method": "imp_kd"}, "prune.kd_weight"),
+                    ({"prune.kd_weight": 1.0}, "prune.kd_weight"),
+                    ({"prune.method": "imp_kd", "prune.kd_weight": 1.0, "prune.lambda_fid": 1.0}, "prune.lambda_fid")):
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            checked_config({**flat, **kw})
