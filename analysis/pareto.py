@@ -35,7 +35,7 @@ AXIS = {m: metrics.LABELS[m] for m in (FIDELITY, CONCEPT)}  # axis titles: the m
 
 
 def density_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Mean and spread of each metric per (method, g, lambda_fid) at matched densities.
+    """Mean and spread of each metric per (method, g, lambda_fid, kd_weight) at matched densities.
 
     Trials end at different densities, so a fair comparison bins every healthy level by density
     (bins (lo, hi]; the dense level is its own bin), averages within each trial first, then across trials.
@@ -43,14 +43,16 @@ def density_table(rows: pd.DataFrame) -> pd.DataFrame:
     ok = rows[rows["status"] == "ok"].copy()
     ok["density_bin"], ok["_upper"] = density_band(ok["density"], ok["level"]), band_upper(ok["density"], ok["level"])
     metrics = [m for m in ("test_acc", FIDELITY, "cam_iou", CONCEPT, "pcbm_acc") if m in ok]
-    family = ["method", "guidance_weight", "lambda_fid"]
+    ok["kd_weight"] = ok["kd_weight"].fillna(0.0) if "kd_weight" in ok else 0.0  # rows before schema 12: none
+    family = ["method", "guidance_weight", "lambda_fid", "kd_weight"]
     per_trial = ok.groupby([*family, "density_bin", "run_id"], as_index=False)[[*metrics, "_upper"]].mean()
     groups = per_trial.groupby([*family, "density_bin"])
     out = groups[metrics].agg(["mean", "std"])
     out.columns = [f"{m}_{stat}" for m, stat in out.columns]
     out["trials"] = groups["run_id"].nunique()
     out["_upper"] = groups["_upper"].first()
-    return out.reset_index().sort_values([*family, "_upper"], ascending=[True] * 3 + [False]).drop(columns="_upper")
+    order = [True] * len(family) + [False]
+    return out.reset_index().sort_values([*family, "_upper"], ascending=order).drop(columns="_upper")
 
 
 def front_chart(trials: pd.DataFrame, front: pd.DataFrame, fid: str = FIDELITY) -> alt.LayerChart:

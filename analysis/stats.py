@@ -20,10 +20,11 @@ from analysis import inference
 from lthray import methods, metrics
 
 METRICS = metrics.LABELS  # name -> label of every metric (lthray.metrics), read at each use
-FAMILY = ["method", "guidance_weight", "lambda_fid"]
+FAMILY = ["method", "guidance_weight", "lambda_fid", "kd_weight"]
 # Keys that may differ within one comparison: the method and its own knobs, the seed, and the
 # instability analysis, which trains a second copy beside the measured network but never changes it.
-_NOT_DESIGN = {"prune.method", "prune.guidance_weight", "prune.lambda_fid", "prune.pai_iterations", "seed"}
+_NOT_DESIGN = {"prune.method", "prune.guidance_weight", "prune.lambda_fid", "prune.kd_weight", "prune.kd_temperature",
+               "prune.pai_iterations", "seed"}
 _NOT_DESIGN_PREFIX = ("instability.",)
 REFERENCE = ("imp", 0.0, 0.0)
 
@@ -44,8 +45,9 @@ def with_design(rows: pd.DataFrame) -> pd.DataFrame:
 
     out = rows.copy()
     out["design"] = out["config_json"].map(design)
-    out["family"] = [label(m, g, f) for m, g, f in zip(out["method"], out["guidance_weight"], out["lambda_fid"],
-                                                         strict=True)]
+    kd = out["kd_weight"].fillna(0.0) if "kd_weight" in out else pd.Series(0.0, index=out.index)
+    out["family"] = [label(m, g, f, k) for m, g, f, k in zip(out["method"], out["guidance_weight"], out["lambda_fid"],
+                                                               kd, strict=True)]
     return out
 
 
@@ -72,10 +74,10 @@ def design_names(summary: pd.DataFrame, ignore: tuple[str, ...] = ()) -> dict[st
     return {d: ", ".join(f"{k}={f.get(k)}" for k in keys) for d, f in zip(designs, flats, strict=True)}
 
 
-def label(method: str, g: float, lam: float) -> str:
-    """'cam_guided (g=0.5)', 'imp + fid 0.5', 'imp'."""
+def label(method: str, g: float, lam: float, kd: float = 0.0) -> str:
+    """'cam_guided (g=0.5)', 'imp + fid 0.5', 'imp_kd + kd 1', 'imp'."""
     s = method + (f" (g={g:g})" if g > 0 else "")
-    return s + (f" + fid {lam:g}" if lam > 0 else "")
+    return s + (f" + fid {lam:g}" if lam > 0 else "") + (f" + kd {kd:g}" if kd > 0 else "")
 
 
 def chance_accuracy(dataset: str) -> float:

@@ -18,6 +18,7 @@ from analysis.load import sweep_meta
 from analysis.report import verdicts
 from analysis.report.charts import by_series, curve, diff_panels, lth_curves, pareto_bands
 from analysis.report.findings import HEADLINE, findings, imp_designs
+from analysis.report.preserve_section import preserve_section
 from analysis.report.render import Report, _ci, _points
 from analysis.report.sections import (
     claims_section,
@@ -289,6 +290,7 @@ def build(rows: pd.DataFrame, out: Path, masks: tickets.Masks | None = None, con
         names.append("claims.csv")
     barriers = instability.tests(rows)  # once: the headline and section (h) read the same tests
     r = Report(out)
+    names += preserve_section(r, rows, out)  # the preservation study's decision first, when these are its rows
     glance_section(r, tables, diffs)
     r.heading("Findings")
     r.bullets(findings(summary, diffs, fl, tables.get("accuracy falls"), margins["test_acc"], barriers))
