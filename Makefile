@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 NAME ?= demo
 FASHION := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 
-.PHONY: install data demo search-demo study study-controls study-instability test lint bench clean
+.PHONY: install data demo search-demo study study-controls study-instability study-preserve-pilot study-preserve test lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -56,6 +56,18 @@ study-instability: $(STAMP) data
 		$(SMALL) --set train.epochs=2 --choice prune.rewind_step=0it,10it,25it,60it
 	$(BIN)/python -m analysis.pareto --report-only --results runs/instability-demo/results \
 		--out docs/study/fashion-instability-demo
+
+# The preservation study (docs/study/fashion-preserve): first its pilot (B's lambda, C's distillation weight, on
+# seeds 100-101), whose choice goes into lthray/presets.py (PRESERVE) and is committed; then the study.
+study-preserve-pilot: $(STAMP) data
+	$(BIN)/python sweeps/imp_vs_guided.py --preset fashion-preserve-pilot --storage runs --name preserve-pilot
+	$(BIN)/python -m analysis.pareto --report-only --results runs/preserve-pilot/results \
+		--out docs/study/fashion-preserve/pilot
+
+study-preserve: $(STAMP) data
+	$(BIN)/python sweeps/imp_vs_guided.py --preset fashion-preserve --storage runs --name fashion-preserve
+	$(BIN)/python -m analysis.pareto --report-only --results runs/fashion-preserve/results \
+		--out docs/study/fashion-preserve
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -15,6 +15,8 @@ Rows (each a ratio of two things measured here, now):
      setting: one thread per trial)
   14 eval pass with conv+BN folded / the channels-last eval pass (10,000 test images)
   15 (--demo-sweep, ~20 min) the `make demo` sweep's wall with train.compile=true / false
+  16 the retraining arms' extra losses (issue 34): the `train` loop with distillation to a teacher's logits
+     (train.Distill) / without, and with the Grad-CAM fidelity term (lambda_fid, explain.fid_batch 32) / without
 
 Timings are never asserted in tests; goals are checked here and reported by `--check`.
 """
@@ -217,12 +219,43 @@ def bench_demo_sweep() -> list[Row]:
              "<= 1.00", ratio <= 1.0)]
 
 
+def bench_retrain_losses(d: data_mod.Data, steps: int = 30) -> list[Row]:
+    """Row 16: what each retraining arm's extra loss adds to a training step (one thread, warm)."""
+    from lthray.explain.cam import fidelity_loss, gradcam
+    from lthray.train import Distill
+
+    model = build("convnet", d.spec.num_classes, 0, d.spec.channels)
+    cfg = TrainConfig(epochs=1)
+    teacher = torch.randn(len(d.train_x), d.spec.num_classes)
+    gx, gy = d.train_x[:256], d.train_y[:256]
+    maps = torch.from_numpy(gradcam(model, model.cam_layer, gx, gy))
+    calls = [0]
+
+    def fid(m: torch.nn.Module) -> torch.Tensor:
+        i = (calls[0] * 32) % len(gx)
+        calls[0] += 1
+        return fidelity_loss(m, m.cam_layer, gx[i : i + 32], gy[i : i + 32], maps[i : i + 32])
+
+    def run(**kw: object) -> float:
+        train(model, d, cfg, mask=None, start=0, end=3, seed=0, **kw)
+        return best_of(lambda: train(model, d, cfg, mask=None, start=0, end=steps, seed=0, **kw)) / steps
+
+    plain, kd, fidelity = run(), run(distill=Distill(teacher, 1.0, 4.0)), run(extra_loss=fid)
+    return [
+        ("16 train loop: + distillation / plain", f"{kd * 1e3:.1f} / {plain * 1e3:.1f} ms", kd / plain, "<= 1.10",
+         kd / plain <= 1.10),
+        ("16 train loop: + Grad-CAM fidelity (32 images) / plain", f"{fidelity * 1e3:.1f} / {plain * 1e3:.1f} ms",
+         fidelity / plain, "(report)", True),
+    ]
+
+
 def rows(threads: int, *, quick: bool = False, demo_sweep: bool = False) -> list[Row]:
-    """Rows 9-15; `quick` leaves out the ones that start processes (12, 13)."""
+    """Rows 9-16; `quick` leaves out the ones that start processes (12, 13)."""
     d = study_data()
     out = bench_ceiling(d, threads)
     torch.set_num_threads(1)  # a sweep's trial: the layouts, compile and eval rows at one thread
     out += bench_layout_and_compile(d) + ([] if quick else bench_warmup(d)) + bench_eval_fold(d)
+    out += bench_retrain_losses(d)
     torch.set_num_threads(threads)
     out += [] if quick else bench_threads()
     return out + (bench_demo_sweep() if demo_sweep else [])
