@@ -94,6 +94,24 @@ def equivalent(rows: pd.DataFrame, metric: str, arm: str, ref: str, levels: list
     return pd.Series(adjust(p) < ALPHA, index=levels)
 
 
+def contrasts(rows: pd.DataFrame, densities: tuple[float, ...] = FASHION_DENSITIES,
+              metrics: tuple[str, ...] = (PRIMARY, SECONDARY, OWN)) -> pd.DataFrame:
+    """B - A and B - C per metric and declared density: the mean paired difference and its two-sided 95% t
+    interval (what the figure draws; the decision reads `decide`'s one-sided, Holm-adjusted tests)."""
+    recs = []
+    for level, density in sorted(levels_at(rows, densities).items()):
+        for metric in metrics:
+            for arm, ref in (("B", "A"), ("B", "C")):
+                d = differences(rows, metric, arm, ref, level)
+                d = d[np.isfinite(d)]
+                m = float(d.mean()) if len(d) else np.nan
+                half = (float(stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)))
+                        if len(d) > 1 else np.nan)
+                recs.append({"metric": metric, "test": f"{arm} - {ref}", "density": density, "n": len(d),
+                             "mean": m, "lo": m - half, "hi": m + half})
+    return pd.DataFrame(recs)
+
+
 @dataclass(frozen=True)
 class Decision:
     outcome: str

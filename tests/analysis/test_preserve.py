@@ -60,3 +60,13 @@ def test_the_pilot_picks_the_largest_safe_lambda_and_the_smallest_matching_disti
     c = preserve.pilot_choice(pd.DataFrame(recs))
     # lambda 1 loses 0.7 points (> 0.5): 0.3 is the largest within; its agreement 0.94 is first reached at w = 1
     assert c.lambda_fid == 0.3 and c.kd_weight == 1.0
+
+
+def test_contrasts_hold_each_paired_difference_with_an_interval_that_covers_it():
+    rows = _rows({"B": {"lrp_spearman": 0.1}, "C": {"lrp_spearman": 0.1, "cam_spearman": -0.2}}, 0.01)
+    c = preserve.contrasts(rows).set_index(["metric", "test", "density"])
+    assert len(c) == 3 * 2 * 3 and (c["n"] == 10).all()
+    for density in (0.16, 0.064, 0.0256):
+        ba, bc = c.loc[("lrp_spearman", "B - A", density)], c.loc[("lrp_spearman", "B - C", density)]
+        assert ba["lo"] < 0.1 < ba["hi"] and bc["lo"] < 0 < bc["hi"] and ba["hi"] - ba["lo"] < 0.05
+        assert c.loc[("cam_spearman", "B - C", density), "lo"] > 0.15  # C's loss of Grad-CAM shows as B - C > 0
