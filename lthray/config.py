@@ -174,7 +174,7 @@ class PruneConfig:
     guidance_weight: float = 0.0  # g in (1 - g) * magnitude + g * explanation score (guided methods)
     mix: str = "rank"  # the scale both are mixed on: percentile ranks, or 'max' (divided by the largest; before 12-05)
     lambda_fid: float = 0.0  # explanation-preserving retraining: + lambda_fid * (1 - cos(CAM, dense CAM))
-    # knowledge distillation to the dense model's logits on the guide images (the imp_kd arm only):
+    # knowledge distillation to the dense model's logits on every training batch (the imp_kd arm only):
     # + kd_weight * T^2 * KL(softmax(dense / T) || softmax(model / T)) with T = kd_temperature (Hinton et al. 2015)
     kd_weight: float = 0.0
     kd_temperature: float = 4.0

@@ -24,6 +24,7 @@ from torch import nn
 from lthray import mask_files, masks, results, storage
 from lthray.config import TrialConfig, from_flat
 from lthray.datasets import DATASETS
+from lthray.methods import METHODS
 from lthray.models import build
 
 FOLDER = "_weights"  # "_": readers of the rows skip it
@@ -94,7 +95,7 @@ def load(results_dir: str | Path, run_id: str, level: int, weights: str = "train
     row = _row(results_dir, run_id, level)
     path = path_of(results_dir, run_id, level)
     if not storage.exists(path):
-        copy = row["method"] in ("reinit", "shuffled", "imp_fid", "imp_kd")  # rows of a retrained copy
+        copy = row["method"] in METHODS and METHODS.get(row["method"]).measures_copy
         why = (f"run {run_id} is the {row['method']} control or arm, whose row measures a retrained copy whose "
                "weights are not kept (its mask file is)") if copy else \
             "written before lthray kept weights (schema 11), or the run was not finished"

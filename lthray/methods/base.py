@@ -95,9 +95,10 @@ class Method:
         allocation? (Frankle et al. 2021, Su et al. 2020.)
     retrain: a mask-fixed arm (issue "explanation- vs function-preserving retraining"): the trial follows
         IMP's own lineage, trained with cross-entropy alone, but the row measures a copy of each level
-        retrained from that level's start under IMP's mask with one extra loss on the guide images: 'fid'
-        adds prune.lambda_fid x the Grad-CAM fidelity to the dense maps, 'kd' adds prune.kd_weight x the
-        distillation to the dense logits. Only the loss differs from IMP's row of the same seed and level.
+        retrained from that level's start under IMP's mask with one extra loss: 'fid' adds prune.lambda_fid x
+        the Grad-CAM fidelity to the dense maps on the guide images, 'kd' adds prune.kd_weight x the
+        distillation to the dense logits on every training batch. Only the loss differs from IMP's row of the
+        same seed and level.
     rewinds: the prune.rewind modes it allows (None: every registered one).
     """
 
@@ -113,6 +114,12 @@ class Method:
     why_rewinds: str = ""  # the reason shown when another rewind is asked for
     paper: str = field(default="", compare=False)  # shown in the README and report, not part of identity
     color: str = field(default="", compare=False)  # its colour in every chart of every report (analysis.colors)
+
+    @property
+    def measures_copy(self) -> bool:
+        """Its pruned rows measure a retrained copy (a control's or an arm's), not the lineage: their weights
+        are not the row's network, so none are kept as a ticket."""
+        return self.reinit or self.shuffle or bool(self.retrain)
 
     @property
     def guided(self) -> bool:

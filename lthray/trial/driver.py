@@ -99,8 +99,7 @@ def run_trial(
             break
         done = run_level(trial, state, level, cache, rewind_points)
         # the controls measure a retrained copy, not the lineage: their weights are not the row's network
-        m = trial.method
-        keep = done.measurement is not None and not (m.reinit or m.shuffle or m.retrain)
+        keep = done.measurement is not None and not trial.method.measures_copy
         row = publish(record_of(trial.identity, done), measured_mask(trial, level, done.mask), results_dir,
                       (done.lineage, done.began_from) if keep else None)
         state = advance(state, done)

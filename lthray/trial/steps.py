@@ -230,7 +230,7 @@ def measure_level(trial: Trial, state: TrialState, level: int, mask: masks.Mask,
     if level == 0:
         sched = schedule.from_rewind(cfg)
     seconds = 0.0
-    if (trial.method.reinit or trial.method.shuffle or trial.method.retrain) and level > 0:
+    if trial.method.measures_copy and level > 0:
         measured_from = trained_from = fresh_init(trial, level) if trial.method.reinit else tr.began_from
         mask = measured_mask(trial, level, mask)
         trial.model.load_state_dict(measured_from)

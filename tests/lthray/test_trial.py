@@ -388,6 +388,10 @@ def test_retraining_arms_share_imps_masks_and_lineage_and_differ_only_in_the_los
             assert all(np.array_equal(ma[k], mb[k]) for k in ma)  # the very same mask at every level
             assert (a["test_loss"] == b["test_loss"]) == (a["level"] == 0)  # retrained: only pruned levels differ
     assert arms["imp_kd"][1]["kd_weight"] == 1.0 and arms["imp_fid"][1]["lambda_fid"] == 1.0
+    from lthray import tickets
+
+    with pytest.raises(tickets.TicketError, match="imp_kd control or arm"):  # its row is not the lineage's network
+        tickets.load(tmp_path / "r", arms["imp_kd"][1]["run_id"], 1)
     for m in arms:
         wa, wb = _state(tmp_path, "imp").weights, _state(tmp_path, m).weights
         assert all(torch.equal(wa[k], wb[k]) for k in wa)  # the lineage the next level prunes is IMP's
