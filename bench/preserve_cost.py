@@ -1,6 +1,6 @@
 """An ESTIMATE of what preset cifar10-preserve costs on one GPU, from FLOP counts (issue 34).
 
-    python -m bench.preserve_cost [--tflops 30] [--seconds-per-epoch 3]
+    python -m bench.preserve_cost [--tflops 30] [--seconds-per-epoch 2]
 
 Counted here (torch.utils.flop_counter on ResNet-20, 32x32x3): one training image (forward + backward), and
 one step's Grad-CAM fidelity term (explain.fid_batch images, double backward). The preset's schedule gives
@@ -56,8 +56,8 @@ def epochs_per_seed(levels: int, epochs: int) -> dict[str, int]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tflops", type=float, default=30.0, help="assumed sustained training TFLOP/s (default 30)")
-    p.add_argument("--seconds-per-epoch", type=float, default=3.0,
-                   help="assumed launch-bound seconds per ResNet-20 epoch at batch 128 (default 3)")
+    p.add_argument("--seconds-per-epoch", type=float, default=2.0,
+                   help="assumed launch-bound s per ResNet-20 epoch at batch 128 (default 2, docs/performance.md)")
     args = p.parse_args(argv)
     preset = PRESETS["cifar10-preserve"]
     cfg = from_flat(preset.base)
