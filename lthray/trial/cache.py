@@ -117,8 +117,8 @@ class Measured:
     """A level's measurement: its row's metric columns and what later levels read of it."""
 
     cols: dict[str, Any]
-    maps: Any = None  # numpy arrays (Grad-CAM, LRP) as stored by the measuring trial
-    lrp: Any = None
+    maps: np.ndarray | None = None  # the probe images' maps (Grad-CAM, LRP) as the measuring trial made them
+    lrp: np.ndarray | None = None
     guide_maps: torch.Tensor | None = None
     pcbm: dict[str, torch.Tensor] = field(default_factory=dict)
     log_probs: torch.Tensor | None = None  # level 0: the test set's log-softmax (function change's reference)
@@ -126,6 +126,10 @@ class Measured:
     teacher_logits: torch.Tensor | None = None  # level 0: the dense logits on the training images (imp_kd's teacher)
     occlusion: np.ndarray | None = None  # occlusion maps of the probe images (explain.occlusion)
 
+
+# Measured's numpy fields, stored as tensors: an entry is read with torch's weights-only loader (data, never
+# code), which refuses numpy arrays, so an array left as one would make every reader recompute the level.
+_ARRAYS = ("maps", "lrp", "occlusion")
 
 class LevelCache:
     """The sweep's shared levels under `root` (a local folder or a storage URI): KIND-KEY.pt, each sealed
@@ -164,8 +168,8 @@ class LevelCache:
         if kind == "lineage":
             return Lineage(**raw)
         raw["cols"] = json.loads(raw["cols"])
-        for k in ("maps", "lrp"):
-            raw[k] = raw[k].numpy() if raw[k] is not None else None
+        for k in _ARRAYS:
+            raw[k] = raw[k].numpy() if raw.get(k) is not None else None
         return Measured(**raw)
 
     def put(self, kind: str, key: str, entry: Lineage | Measured) -> None:
@@ -176,8 +180,9 @@ class LevelCache:
         raw = dict(entry.__dict__)
         if isinstance(entry, Measured):
             raw["cols"] = json.dumps(entry.cols, default=_plain)
-            for k in ("maps", "lrp"):
+            for k in _ARRAYS:
                 raw[k] = torch.from_numpy(np.ascontiguousarray(raw[k])) if raw[k] is not None else None
+        assert not any(isinstance(v, np.ndarray) for v in raw.values()), "add Measured's new array field to _ARRAYS"
         storage.write_bytes(path, storage.seal(_MAGIC, raw))
 
 

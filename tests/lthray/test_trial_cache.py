@@ -59,6 +59,19 @@ def test_level_0_is_trained_once_per_seed_and_shared_rows_equal_unshared_ones(ti
         "shared_from"] is None
 
 
+def test_every_measured_part_survives_the_store_so_an_arm_reuses_imps_level_0(tiny_cfg, tmp_path, capsys):
+    """Occlusion maps included (an entry's numpy arrays are stored as tensors: the weights-only reader refuses
+    arrays, and every reader would recompute the level); the distillation arm then reads IMP's dense level."""
+    base = replace(tiny_cfg, **{"explain.occlusion": True, "concepts.enabled": False, "explain.lrp": False})
+    imp, kd = base, replace(base, **{"prune.method": "imp_kd", "prune.kd_weight": 1.0})
+    first = run_trial(imp, tmp_path / "w" / run_id(imp), tmp_path / "r", shared=tmp_path / "store")
+    rows = run_trial(kd, tmp_path / "w" / run_id(kd), tmp_path / "r", shared=tmp_path / "store")
+    assert "unreadable" not in capsys.readouterr().out
+    assert rows[0]["shared_from"] == run_id(imp) and rows[0]["train_seconds"] == 0.0
+    assert rows[0]["occlusion_spearman"] == first[0]["occlusion_spearman"] == 1.0
+    assert rows[1]["occlusion_spearman"] is not None and rows[1]["occlusion_spearman"] < 1
+
+
 def test_reinit_follows_imps_lineage_from_the_store(tiny_cfg, tmp_path):
     imp = replace(tiny_cfg, **{"prune.method": "imp"})
     reinit = replace(tiny_cfg, **{"prune.method": "reinit"})
