@@ -1,6 +1,6 @@
 """The training step's speed on this machine, as ratios measured in one run (issue 35).
 
-    python -m bench.step [--threads N] [--demo-sweep]
+    python -m bench.step [--threads N] [--demo-sweep] [--only 16]
 
 Rows (each a ratio of two things measured here, now):
   9  training FLOP/s / sgemm FLOP/s on the same thread(s): lthray's `train` loop with the default settings on
@@ -273,9 +273,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", action="store_true", help="exit 1 if a ratio misses its goal")
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--demo-sweep", action="store_true", help="also time make demo's sweep with compile on and off")
+    p.add_argument("--only", type=int, choices=[16], help="just this row (16: the retraining arms' losses, ~1 min)")
     args = p.parse_args(argv)
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs", flush=True)
-    table = rows(args.threads, demo_sweep=args.demo_sweep)
+    if args.only == 16:
+        torch.set_num_threads(1)
+        table = bench_retrain_losses(study_data())
+    else:
+        table = rows(args.threads, demo_sweep=args.demo_sweep)
     print_rows(table)
     return 1 if args.check and not all(r[4] for r in table) else 0
 

@@ -23,22 +23,33 @@ def eta(elapsed: float, levels_done: int, levels_left: int) -> str:
 
 class LevelPrinter(Callback):
     """Prints each level as it finishes. `trials`: the sweep's trial count; `levels`: levels per trial
-    (level 0 included) - the estimate counts a level a trial reused from another as done at once."""
+    (level 0 included) - the estimate counts a level a trial reused from another as done at once. The levels
+    left are read from the trials (a finished trial has none; another has those after its last reported
+    level), so a resumed sweep's estimate counts only what this driver still has to run."""
 
     def __init__(self, trials: int = 0, levels: int = 0) -> None:
         self.trials, self.levels, self.start, self.seen = trials, levels, time.monotonic(), 0
+        self.last: dict[str, int] = {}  # trial id -> its last level reported to this driver
+
+    def levels_left(self, trials: list) -> int:
+        unfinished = [t for t in trials if t.status not in ("TERMINATED", "ERROR")]
+        not_started = max(0, self.trials - len(trials))  # a searcher has not proposed them yet
+        return (not_started * self.levels
+                + sum(self.levels - (self.last[t.trial_id] + 1 if t.trial_id in self.last else 0) for t in unfinished))
 
     def status(self, trials: list) -> str:
         if not self.trials:
             return ""
         done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
         running = sum(t.status == "RUNNING" for t in trials)
-        left = self.trials * self.levels - self.seen
+        left = self.levels_left(trials)
         return (f"  [{done}/{self.trials} trials done, {running} running, {self.trials - done - running} left"
                 + (f"; {e}" if (e := eta(time.monotonic() - self.start, self.seen, left)) else "") + "]")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         self.seen += 1
+        if isinstance(result.get("level"), int):
+            self.last[trial.trial_id] = result["level"]
         print(f"[{trial.trial_id}] {progress_line(result)}{self.status(trials)}", flush=True)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
