@@ -39,15 +39,15 @@ _F, _I, _S = pa.float64(), pa.int64(), pa.string()
 
 
 def col(kind: pa.DataType, doc: str, *, nullable: bool = False, report: bool = False, show: str = "",
-        show_first: bool = False) -> Any:
+        show_first: bool = False, show_nonzero: bool = False) -> Any:
     """A LevelRecord field = one Parquet column: its arrow type, meaning and where else it appears.
 
     nullable columns default to None (a metric not computed, or a diverged level); `report` sends it to
     Ray Tune with every level; `show` is its format in the one-line progress report (e.g. 'acc {:.4f}'),
-    where `show_first` columns lead.
+    where `show_first` columns lead and `show_nonzero` columns (a method's weights) appear only when set.
     """
     meta = {"arrow": kind, "doc": doc, "nullable": nullable, "report": report, "show": show,
-            "show_first": show_first}
+            "show_first": show_first, "show_nonzero": show_nonzero}
     return dataclasses.field(default=None, metadata=meta) if nullable else dataclasses.field(metadata=meta)
 
 
@@ -66,10 +66,12 @@ class LevelRecord:
     rewind: str = col(_S, "weight | lr | finetune (rewind.REWINDS)")
     rewind_step: int = col(_I, "rewind point k in iterations")
     rewind_spec: str = col(_S, "rewind point as written in the config ('0it', '1ep')")
-    guidance_weight: float = col(_F, "g in (1-g)*magnitude + g*guide", report=True, show="g={:.2f}")
-    lambda_fid: float = col(_F, "weight of the explanation-preserving loss during retraining", report=True)
+    guidance_weight: float = col(_F, "g in (1-g)*magnitude + g*guide", report=True, show="g={:.2f}",
+                                   show_nonzero=True)
+    lambda_fid: float = col(_F, "weight of the explanation-preserving loss during retraining", report=True,
+                            show="lambda_fid={:g}", show_nonzero=True)
     kd_weight: float | None = col(_F, "weight of distillation to the dense logits while retraining (the imp_kd arm)",
-                                  nullable=True, report=True)
+                                  nullable=True, report=True, show="kd_weight={:g}", show_nonzero=True)
     kd_temperature: float | None = col(_F, "distillation temperature T (the imp_kd arm)", nullable=True)
     seed: int = col(_I, "initial weights, data order, augmentation, random pruning")
     level: int = col(_I, "pruning level (0 = dense)", report=True, show="level {}", show_first=True)
@@ -214,11 +216,12 @@ GALLERY = 4  # probe images whose maps every row keeps (flattened N x H x W), fo
 
 
 def progress_line(row: dict[str, Any]) -> str:
-    """One line per finished level: the columns marked `show`, in column order (missing ones skipped)."""
+    """One line per finished level: the columns marked `show`, in column order (missing ones skipped, and
+    a weight of 0: an arm's line names its lambda_fid or kd_weight, a guided method's its g)."""
     parts = []
     for f in sorted(COLUMNS, key=lambda c: not c.metadata["show_first"]):  # stable: column order otherwise
         fmt, v = f.metadata["show"], row.get(f.name)
-        if fmt and v is not None:
+        if fmt and v is not None and (v or not f.metadata["show_nonzero"]):
             parts.append(fmt.format(v))
     return "  ".join(parts)
 

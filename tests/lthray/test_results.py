@@ -161,3 +161,11 @@ def test_progress_line_shows_level_first_and_skips_missing(make_row):
     assert line.split()[:2] == ["level", "3"]
     assert "density 0.1250" in line and "acc 0.7500" in line and "imp" in line
     assert "acc" not in results.progress_line({"level": 1, "test_acc": None})
+
+
+def test_progress_line_names_the_weights_a_method_set_and_no_others(make_row):
+    arm = results.progress_line(make_row(method="imp_kd", kd_weight=0.1, lambda_fid=0.0, guidance_weight=0.0))
+    assert "kd_weight=0.1" in arm and "lambda_fid" not in arm and "g=" not in arm
+    fid = results.progress_line(make_row(method="imp_fid", lambda_fid=1.0, guidance_weight=0.0))
+    assert "lambda_fid=1" in fid and "g=" not in fid
+    assert "g=0.50" in results.progress_line(make_row(method="gradcam_guided", guidance_weight=0.5))
