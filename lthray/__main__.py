@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 import torch
 
-from lthray import data, tracking
+from lthray import data, schedule, tracking
 from lthray.config import ConfigError, TrialConfig, parse_override, run_id, to_flat
 from lthray.explain.concepts import ConceptBankUnavailable
 from lthray.results import progress_line
@@ -55,7 +55,8 @@ def checked(args: argparse.Namespace) -> TrialConfig | None:
         if args.preset not in PRESETS:
             raise ConfigError(f"--preset={args.preset!r} is not one of {sorted(PRESETS)}")
         cfg = checked_config({**PRESETS[args.preset].base, **dict(parse_override(item) for item in args.overrides)})
-        data.load(cfg.data.dataset, cfg.data.probe_size, "cpu", cfg.data.train_size)  # missing data: exit 2 now
+        loaded = data.load(cfg.data.dataset, cfg.data.probe_size, "cpu", cfg.data.train_size)  # missing: exit 2 now
+        schedule.check_loaded(cfg, len(loaded.train_x))  # files of another size than the schedule counts: exit 2
         check_available(cfg.concepts)  # a missing concept model: exit 2 before anything is written
         tracking.check(args.log)
     except (PluginError, ConfigError, data.DataUnavailableError, ConceptBankUnavailable,

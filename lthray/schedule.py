@@ -25,6 +25,15 @@ def num_train(cfg: TrialConfig) -> int:
     return cfg.data.train_size or DATASETS.get(cfg.data.dataset).num_train
 
 
+def check_loaded(cfg: TrialConfig, loaded: int) -> None:
+    """Raise ConfigError unless the `loaded` training images are as many as the schedule counts: the
+    schedule (epochs, rewind points, the learning-rate decay) counts steps from the dataset's declared size,
+    so files of another size would silently train another length (a 240-image archive, 200x long)."""
+    if loaded != num_train(cfg):
+        raise ConfigError(f"dataset {cfg.data.dataset} loaded {loaded} training images but the schedule counts "
+                          f"{num_train(cfg)}: fix its DatasetSpec.num_train, or set data.train_size={loaded}")
+
+
 def steps_per_epoch(cfg: TrialConfig) -> int:
     n = _full_batches(num_train(cfg), cfg.train.batch_size)
     if n < 1:

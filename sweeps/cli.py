@@ -151,13 +151,16 @@ def check_data_available(preset: Preset) -> None:
     """Every dataset (and concept source) the sweep will use is loadable: fail here, before Ray starts."""
     from lthray.data import DataUnavailableError, load
     from lthray.explain.concepts import ConceptBankUnavailable
+    from lthray.schedule import check_loaded
     from lthray.validate import checked_config
 
     cfgs = [checked_config({**preset.base, **p}) for p in preset.grid()]
     try:  # the files decide: one read per dataset, whatever subsets and probe sizes the trials use
         for ds in sorted({c.data.dataset for c in cfgs}):
-            load(ds, 2, "cpu")
-    except DataUnavailableError as e:
+            n = len(load(ds, 2, "cpu").train_x)
+            for c in (c for c in cfgs if c.data.dataset == ds):  # data.subset keeps min(train_size, n)
+                check_loaded(c, min(c.data.train_size, n) if c.data.train_size else n)
+    except (DataUnavailableError, ConfigError) as e:
         raise UsageError(str(e)) from None
     finally:
         load.cache_clear()  # the driver only checks: it must not hold a copy of the data for the whole sweep

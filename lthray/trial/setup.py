@@ -12,7 +12,7 @@ import torch
 
 from lthray import data as data_mod
 from lthray import masks, results, schedule
-from lthray.config import ConfigError, TrialConfig, run_id, to_json
+from lthray.config import TrialConfig, run_id, to_json
 from lthray.explain import concepts as concepts_mod
 from lthray.explain.concept_sources import bank_for
 from lthray.methods import METHODS, Method, ScoreContext
@@ -73,12 +73,7 @@ def identity_columns(cfg: TrialConfig, bank: concepts_mod.Bank | None, sweep: st
 def setup(cfg: TrialConfig, device: torch.device, *, sweep: str, trial_id: str) -> Trial:
     """Data on the device, the initial model, guide images, concept bank and the rows' fixed columns."""
     data = data_mod.load(cfg.data.dataset, cfg.data.probe_size, str(device), cfg.data.train_size, cfg.train.dtype)
-    if len(data.train_x) != schedule.num_train(cfg):
-        # The schedule (epochs, rewind points, learning-rate decay) counts steps from the spec's declared size;
-        # files of another size would silently train a different length (a 240-image archive trained 500x long).
-        raise ConfigError(f"dataset {cfg.data.dataset} loaded {len(data.train_x)} training images but the schedule "
-                          f"counts {schedule.num_train(cfg)}: fix its DatasetSpec.num_train, or set "
-                          f"data.train_size={len(data.train_x)}")
+    schedule.check_loaded(cfg, len(data.train_x))
     if not cfg.data.augment:  # a view of the same tensors whose spec asks for no shifts or flips
         data = dataclasses.replace(data, spec=dataclasses.replace(data.spec, pad=0, flip=False))
     model = build(cfg.model.name, data.spec.num_classes, cfg.seed, data.spec.channels, data.train_x.dtype).to(device)

@@ -71,3 +71,12 @@ def test_log_with_a_tracker_that_is_not_installed_exits_2_first(tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pip install tensorboardX" in err[0]
     assert not (tmp_path / "results").exists()
+
+
+def test_data_of_another_size_than_the_schedule_counts_exits_2_with_one_line(synthetic_cifar, tmp_path, capsys):
+    # the synthetic archive has 240 training images; the schedule counts CIFAR-10's 50,000
+    args = ["--preset", "cifar10-preserve", "--set", "concepts.enabled=false", "--workdir", str(tmp_path / "w")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "loaded 240 training images" in err[0] and "data.train_size=240" in err[0]
+    assert not (tmp_path / "w").exists()

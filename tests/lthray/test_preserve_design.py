@@ -3,42 +3,14 @@ CIFAR-10 archive: CIFAR-10 cannot be had here and ResNet-20 at full length needs
 that every piece runs - the real torchvision loader, ResNet-20, the three arms sharing IMP's masks, LRP
 and occlusion, the report's decision rule - at a size a CPU test affords."""
 
-import pickle
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from lthray import data, mask_files, presets
+from lthray import mask_files, presets
 from lthray.config import ConfigError
 from lthray.trial import run_trial
 from lthray.validate import checked_config
-
-
-@pytest.fixture
-def synthetic_cifar(tmp_path, monkeypatch):
-    import torchvision.datasets as tvd
-    import torchvision.datasets.cifar as tv_cifar
-
-    root = tmp_path / "data" / "cifar10" / "cifar-10-batches-py"
-    root.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        labels = rng.integers(0, 10, 48)
-        img = rng.integers(0, 80, (48, 3, 32, 32), dtype=np.uint8)
-        for i, c in enumerate(labels):  # a learnable class: a bright square whose position is the class
-            img[i, c % 3, 3 * c : 3 * c + 6, 3 * c : 3 * c + 6] = 250
-        with open(root / name, "wb") as fh:
-            pickle.dump({"data": img.reshape(48, 3072), "labels": labels.tolist()}, fh)
-    with open(root / "batches.meta", "wb") as fh:
-        pickle.dump({"label_names": [f"class{i}" for i in range(10)]}, fh)
-    # torchvision checks md5s of the real files; these are generated stand-ins in the same format
-    monkeypatch.setattr(tvd.CIFAR10, "_check_integrity", lambda self: True)
-    monkeypatch.setattr(tv_cifar, "check_integrity", lambda *a, **k: True)
-    monkeypatch.setenv("LTHRAY_DATA", str(tmp_path / "data"))
-    data.load.cache_clear()
-    yield tmp_path
-    data.load.cache_clear()
 
 
 def test_cifar10_preserve_runs_end_to_end_on_a_synthetic_archive(synthetic_cifar, tmp_path):

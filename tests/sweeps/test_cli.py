@@ -174,3 +174,20 @@ def test_a_corrupt_dataset_is_refused_before_ray_starts(tmp_path, monkeypatch, c
     assert len(err) == 1 and "train-images-idx3-ubyte.gz" in err[0] and "dataset-fashion-mnist" in err[0]
     assert not storage.exists()
     data.load.cache_clear()
+
+
+def test_data_of_another_size_than_the_schedule_counts_is_refused_before_ray_starts(synthetic_cifar, tmp_path,
+                                                                                    capsys):
+    storage = tmp_path / "runs"
+    assert cli.main(["--storage", str(storage), "--preset", "cifar10-preserve"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "loaded 240 training images but the schedule counts 50000" in err[0]
+    assert not storage.exists()
+    import dataclasses
+
+    from lthray.presets import PRESETS
+    from sweeps.cli import check_data_available
+
+    preset = PRESETS["cifar10-preserve"]
+    check_data_available(dataclasses.replace(  # the same archive with the size it has passes
+        preset, base={**preset.base, "data.train_size": 240, "concepts.enabled": False}))
