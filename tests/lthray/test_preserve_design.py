@@ -45,7 +45,7 @@ def test_cifar10_preserve_runs_end_to_end_on_a_synthetic_archive(synthetic_cifar
 def test_files_of_another_size_than_the_schedule_counts_are_refused(synthetic_cifar, tmp_path):
     # without data.train_size the schedule counts CIFAR-10's 50,000 images: 240 would train 200x long
     preset = presets.PRESETS["cifar10-preserve"]
-    cfg = checked_config({**preset.base, **presets.PRESETS["cifar10-preserve"].grid()[0], "concepts.enabled": False})
+    cfg = checked_config({**preset.base, **preset.grid()[0], "concepts.enabled": False})
     with pytest.raises(ConfigError, match=r"loaded 240 training images but the schedule counts 50000.*"
                                           r"data.train_size=240"):
         run_trial(cfg, tmp_path / "w", tmp_path / "r", shared=tmp_path / "shared")

@@ -1,12 +1,15 @@
 """Bad flags and configs are refused up front: one line naming the value and what is allowed, exit 2,
 nothing written. (These run in-process: validation happens before Ray is imported.)"""
 
+import dataclasses
 import json
 import os
 
 import pytest
 
+from lthray.presets import PRESETS
 from sweeps import imp_vs_guided as cli
+from sweeps.cli import check_data_available
 
 
 @pytest.mark.parametrize(
@@ -183,11 +186,6 @@ def test_data_of_another_size_than_the_schedule_counts_is_refused_before_ray_sta
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "loaded 240 training images but the schedule counts 50000" in err[0]
     assert not storage.exists()
-    import dataclasses
-
-    from lthray.presets import PRESETS
-    from sweeps.cli import check_data_available
-
     preset = PRESETS["cifar10-preserve"]
     check_data_available(dataclasses.replace(  # the same archive with the size it has passes
         preset, base={**preset.base, "data.train_size": 240, "concepts.enabled": False}))
